@@ -1,0 +1,65 @@
+"""The experiments that ``geomshock reproduce`` knows, and how they are run.
+
+An experiment is three plain functions, kept separate so each can be tested and
+called from user code on its own:
+
+- ``compute(*, quick, seeds) -> dict``: numbers only (arrays, floats, strings);
+- ``plot(data) -> dict[str, Figure]``: figures from that data, keyed by file stem;
+- ``report(data) -> str``: a markdown section setting the paper beside ours.
+
+Modules are imported lazily so that ``geomshock --help`` stays fast.
+"""
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    compute: Callable[..., dict[str, Any]]
+    plot: Callable[[dict[str, Any]], dict[str, Any]]
+    report: Callable[[dict[str, Any]], str]
+
+
+# name -> (module, attribute). Order is the order of ``reproduce all``.
+_EXPERIMENTS: dict[str, tuple[str, str]] = {
+    "geometry": ("geomshock.experiments._geometry_check", "EXPERIMENT"),
+    "fig2": ("geomshock.experiments._sec31", "FIG2"),
+    "table1": ("geomshock.experiments._sec31", "TABLE1"),
+    "fig3": ("geomshock.experiments._fig3", "FIG3"),
+}
+
+
+def experiment_names() -> list[str]:
+    return list(_EXPERIMENTS)
+
+
+def available_experiments() -> list[str]:
+    """Names whose implementation is present in this installation."""
+    return [name for name in _EXPERIMENTS if _load(name) is not None]
+
+
+def _load(name: str) -> Experiment | None:
+    module_name, attr = _EXPERIMENTS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name == module_name:
+            return None
+        raise
+    return getattr(module, attr, None)
+
+
+def get_experiment(name: str) -> Experiment:
+    if name not in _EXPERIMENTS:
+        raise ValueError(
+            f"unknown experiment {name!r}; choose from {', '.join(_EXPERIMENTS)}"
+        )
+    experiment = _load(name)
+    if experiment is None:
+        raise ValueError(f"experiment {name!r} is not implemented yet")
+    return experiment
