@@ -3,7 +3,7 @@
 The public API (see ``shared/API.md``) is re-exported here; nothing is computed.
 """
 
-from . import geometry as geometry
+from . import geometry as geometry, pde as pde
 from .geometry import (
     christoffel as christoffel,
     divergence as divergence,
@@ -12,6 +12,21 @@ from .geometry import (
     inverse_metric as inverse_metric,
     laplace_beltrami as laplace_beltrami,
     volume_density as volume_density,
+)
+from .pde import (
+    burgers_hopf_cole as burgers_hopf_cole,
+    burgers_sweep as burgers_sweep,
+    characteristics as characteristics,
+    entropy_solution as entropy_solution,
+    first_order_semigroup as first_order_semigroup,
+    hopf_lax as hopf_lax,
+    lax_oleinik as lax_oleinik,
+    local_entropy as local_entropy,
+    shock_positions as shock_positions,
+    shock_time as shock_time,
+    solve_burgers as solve_burgers,
+    solve_heat as solve_heat,
+    solve_hj as solve_hj,
 )
 
 __version__ = "0.1.0"

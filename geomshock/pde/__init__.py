@@ -2,5 +2,39 @@
 diffrax time-steppers for source-corrected Burgers and viscous Hamilton–Jacobi."""
 
 # --- exact solutions (part 2) ---
+from ._hopf_cole import (
+    burgers_hopf_cole as burgers_hopf_cole,
+    first_order_semigroup as first_order_semigroup,
+    local_entropy as local_entropy,
+)
+from ._inviscid import (
+    LaxOleinik as LaxOleinik,
+    Shocks as Shocks,
+    characteristics as characteristics,
+    entropy_solution as entropy_solution,
+    hopf_lax as hopf_lax,
+    lax_oleinik as lax_oleinik,
+    shock_positions as shock_positions,
+)
+from ._shock import shock_time as shock_time
+
+# isort: split
 
 # --- diffrax time-steppers (part 3) ---
+from ._burgers_solve import (
+    UnderResolvedWarning as UnderResolvedWarning,
+    burgers_sweep as burgers_sweep,
+    solve_burgers as solve_burgers,
+)
+from ._hj_solve import (
+    grid_points as grid_points,
+    solve_heat as solve_heat,
+    solve_hj as solve_hj,
+)
+from ._solver import (
+    FiniteDifference as FiniteDifference,
+    IntegratingFactorRK as IntegratingFactorRK,
+    NeumannAxis as NeumannAxis,
+    PeriodicAxis as PeriodicAxis,
+    PseudoSpectral as PseudoSpectral,
+)

@@ -1,0 +1,237 @@
+"""The inviscid limit ν → 0: Hopf–Lax, Lax–Oleinik entropy solution, shocks.
+
+For ``τ > 0`` the viscosity solution of ``∂_τ u + ½ (∂_x u)² = 0``,
+``u(0) = U``, is ``u(τ, x) = min_y [U(y) + (x − y)²/(2τ)]`` (Hopf–Lax) and the
+entropy solution of inviscid Burgers ``∂_τ v + v ∂_x v = 0``, ``v(0) = U'``,
+is ``v = (x − y*)/τ`` with ``y*`` the minimiser (Lax–Oleinik). Before the shock
+time the minimiser is the foot of the unique characteristic
+``x = y + τ U'(y)``; after it, ``y*`` jumps across shocks, which move with the
+Rankine–Hugoniot speed ``(v_L + v_R)/2``.
+"""
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, ArrayLike, Bool, Float
+
+from ._kernel import reduce_periodic
+from ._nodes import check_grid, check_points, check_positive, check_potential
+from ._shock import _refine_minimum
+
+ScalarLike = Float[ArrayLike, ""]
+Points1D = Float[ArrayLike, "*k"]
+Grid = Float[ArrayLike, " N"]
+Period = float | None
+
+
+class LaxOleinik(eqx.Module):
+    """Hopf–Lax value, entropy velocity and characteristic foot at points ``x``.
+
+    ``foot`` is unwrapped on the circle: ``velocity = (x − foot)/τ`` holds
+    exactly, and ``foot`` may lie outside the node period.
+    """
+
+    value: Float[Array, " k"]
+    velocity: Float[Array, " k"]
+    foot: Float[Array, " k"]
+
+
+class Shocks(eqx.Module):
+    """Shocks between consecutive evaluation points ``x_i < x_{i+1}``.
+
+    Entries where ``mask`` is false hold the interval midpoint and the smooth
+    states; only masked entries are shocks. ``left``/``right`` are the states
+    ``v_L > v_R`` on either side, ``speed = (v_L + v_R)/2`` (Rankine–Hugoniot)
+    and ``foot_left``/``foot_right`` the feet of the two characteristics that
+    meet there.
+    """
+
+    mask: Bool[Array, " k-1"]
+    position: Float[Array, " k-1"]
+    left: Float[Array, " k-1"]
+    right: Float[Array, " k-1"]
+    speed: Float[Array, " k-1"]
+    foot_left: Float[Array, " k-1"]
+    foot_right: Float[Array, " k-1"]
+
+
+def _prepare(U, tau, x, nodes, period):
+    grid, spacing = check_grid(nodes, period)
+    x2, restore = check_points(x, 1, multi=False)
+    check_potential(U, 1, x2.dtype)
+    tau = check_positive(tau, "tau", allow_zero=True)
+    return grid, spacing, x2[:, 0], restore, tau
+
+
+def _objective(U, x, tau):
+    return lambda y: U(y) + (x - y) ** 2 / (2 * tau)
+
+
+@eqx.filter_jit
+def _solve(U, tau, x, grid, spacing, period):
+    """Minimiser of ``U(y) + (x − y)²/(2τ)``: best node, then Newton steps."""
+    positive = tau > 0
+    tau_safe = jnp.where(positive, tau, 1.0)
+    d = x[:, None] - grid[None, :]
+    if period is not None:
+        d = reduce_periodic(d, period)
+    cost = jax.vmap(U)(grid)[None, :] + d**2 / (2 * tau_safe)
+    best = jnp.argmin(cost, axis=1)
+    start = grid[best]
+    # the image of the best node nearest to x, so the objective is smooth there
+    x_local = start + jnp.take_along_axis(d, best[:, None], axis=1)[:, 0]
+
+    def refine(x_i, y0):
+        return _refine_minimum(_objective(U, x_i, tau_safe), y0, spacing)
+
+    foot = jax.vmap(refine)(x_local, start)
+    foot = foot + (x - x_local)  # back to the frame of x (a period shift)
+    value = jax.vmap(lambda xi, y: _objective(U, xi, tau_safe)(y))(x, foot)
+    velocity = (x - foot) / tau_safe
+    return LaxOleinik(
+        value=jnp.where(positive, value, jax.vmap(U)(x)),
+        velocity=jnp.where(positive, velocity, jax.vmap(jax.grad(U))(x)),
+        foot=jnp.where(positive, foot, x),
+    )
+
+
+def lax_oleinik(
+    U: Callable, tau: ScalarLike, x: Points1D, *, nodes: Grid, period: Period = None
+) -> LaxOleinik:
+    r"""Hopf–Lax value, Lax–Oleinik velocity and foot ``y*`` at the points ``x``.
+
+    ``y* = argmin_y [U(y) + (x − y)²/(2τ)]``: the best node, refined by
+    safeguarded Newton steps on the exact objective (autodiff), so values are
+    exact to rounding wherever the minimiser is a non-degenerate local minimum
+    within a node spacing of the best node. ``v = (x − y*)/τ`` is the entropy
+    solution of ``∂_τ v + v ∂_x v = 0`` with ``v(0) = U'`` (the ν → 0 limit of
+    :func:`burgers_hopf_cole` in either viscosity convention). With ``period``
+    the minimum runs over all periodic images. ``τ = 0`` returns ``U(x)``,
+    ``U'(x)``, ``x``.
+
+    Supports ``jit``, ``vmap`` over ``tau`` and ``x``, and ``grad`` in ``x``
+    and ``tau`` away from shocks (the envelope theorem makes the value
+    differentiable everywhere except exactly at a shock).
+    """
+    grid, spacing, flat, restore, tau = _prepare(U, tau, x, nodes, period)
+    sol = _solve(U, tau, flat, grid, spacing, period)
+    return LaxOleinik(
+        value=restore(sol.value),
+        velocity=restore(sol.velocity),
+        foot=restore(sol.foot),
+    )
+
+
+def hopf_lax(
+    U: Callable, tau: ScalarLike, x: Points1D, *, nodes: Grid, period: Period = None
+) -> Float[Array, "*k"]:
+    r"""Hopf–Lax formula ``u(τ, x) = min_y [U(y) + (x − y)²/(2τ)]``.
+
+    The ν → 0 limit of :func:`local_entropy`; see :func:`lax_oleinik` for how
+    the minimum is found and what transformations are supported.
+    """
+    return lax_oleinik(U, tau, x, nodes=nodes, period=period).value
+
+
+def entropy_solution(
+    U: Callable, tau: ScalarLike, x: Points1D, *, nodes: Grid, period: Period = None
+) -> Float[Array, "*k"]:
+    r"""Entropy solution of inviscid Burgers ``∂_τ v + v ∂_x v = 0``, ``v(0) = U'``.
+
+    Lax–Oleinik: ``v(τ, x) = (x − y*)/τ``, ``y*`` minimising
+    ``U(y) + (x − y)²/(2τ)``; valid before and after the shock time. See
+    :func:`lax_oleinik`.
+    """
+    return lax_oleinik(U, tau, x, nodes=nodes, period=period).velocity
+
+
+def characteristics(
+    U: Callable,
+    tau: Float[ArrayLike, "*t"],
+    xi: Float[ArrayLike, "*k"],
+) -> Float[Array, "..."]:
+    r"""Characteristics ``s(τ; ξ) = ξ + τ U'(ξ)`` of inviscid Burgers, ``v0 = U'``.
+
+    ``v`` is constant, ``U'(ξ)``, along each line; they are the classical
+    solution until they first cross at :func:`shock_time`. Output shape is
+    ``tau.shape + xi.shape``. Supports ``jit``, ``vmap`` and ``grad``.
+    """
+    tau = jnp.asarray(tau, dtype=jnp.zeros(()).dtype)
+    xi = jnp.asarray(xi, dtype=tau.dtype)
+    check_potential(U, 1, xi.dtype)
+    slope = jax.vmap(jax.grad(U))(xi.reshape(-1)).reshape(xi.shape)
+    return xi + tau[..., *([None] * xi.ndim)] * slope
+
+
+def shock_positions(
+    U: Callable, tau: ScalarLike, x: Points1D, *, nodes: Grid, period: Period = None
+) -> Shocks:
+    r"""Shocks of the entropy solution at time ``τ`` between the points ``x``.
+
+    A shock lies in ``(x_i, x_{i+1})`` when the minimiser ``y*`` jumps there:
+    by more than four times the jump ``Δx / (1 + τU''(y*))`` that a smooth
+    solution would show on either side. Its position is then refined to
+    rounding error by solving the equal-value condition of the two competing
+    minimisers ``y_L``, ``y_R`` (alternating with Newton steps on each):
+
+        x_s = (y_L + y_R)/2 + τ (U(y_R) − U(y_L)) / (y_R − y_L),
+
+    and it moves with the Rankine–Hugoniot speed ``(v_L + v_R)/2``. Shocks
+    narrower than the spacing of ``x`` from one another are not separated.
+
+    Args:
+        x: increasing 1-D evaluation points (resolution of the detection).
+
+    Returns:
+        :class:`Shocks` with one entry per interval of ``x``.
+    """
+    grid, spacing, flat, _, tau = _prepare(U, tau, x, nodes, period)
+    if flat.shape[0] < 2:
+        raise ValueError(f"x must hold at least 2 points; got {flat.shape[0]}")
+    return _shocks(U, tau, flat, grid, spacing, period)
+
+
+@eqx.filter_jit
+def _shocks(U, tau, flat, grid, spacing, period):
+    tau_safe = jnp.where(tau > 0, tau, 1.0)
+    sol = _solve(U, tau, flat, grid, spacing, period)
+    curvature = jax.vmap(jax.grad(jax.grad(U)))(sol.foot)
+    stretch = 1 + tau_safe * curvature
+    dx = jnp.diff(flat)
+    jump = jnp.diff(sol.foot)
+    smooth = dx / jnp.maximum(jnp.minimum(stretch[:-1], stretch[1:]), 1e-12)
+    mask = (tau > 0) & (jump > 4 * smooth) & (jump > 2 * spacing)
+
+    def settle(y_left, y_right, x_left, x_right):
+        def body(carry, _):
+            y_l, y_r = carry
+            gap = jnp.where(y_r > y_l, y_r - y_l, 1.0)
+            x_s = 0.5 * (y_l + y_r) + tau_safe * (U(y_r) - U(y_l)) / gap
+            x_s = jnp.clip(x_s, x_left, x_right)
+            width = 0.5 * jnp.abs(y_r - y_l)
+            y_l = _refine_minimum(_objective(U, x_s, tau_safe), y_l, width)
+            y_r = _refine_minimum(_objective(U, x_s, tau_safe), y_r, width)
+            return (y_l, y_r), x_s
+
+        (y_l, y_r), xs = jax.lax.scan(body, (y_left, y_right), None, length=4)
+        return xs[-1], y_l, y_r
+
+    position, y_l, y_r = jax.vmap(settle)(
+        sol.foot[:-1], sol.foot[1:], flat[:-1], flat[1:]
+    )
+    v_l = (position - y_l) / tau_safe
+    v_r = (position - y_r) / tau_safe
+    midpoint = 0.5 * (flat[:-1] + flat[1:])
+    return Shocks(
+        mask=mask,
+        position=jnp.where(mask, position, midpoint),
+        left=jnp.where(mask, v_l, sol.velocity[:-1]),
+        right=jnp.where(mask, v_r, sol.velocity[1:]),
+        speed=jnp.where(
+            mask, 0.5 * (v_l + v_r), 0.5 * (sol.velocity[:-1] + sol.velocity[1:])
+        ),
+        foot_left=jnp.where(mask, y_l, sol.foot[:-1]),
+        foot_right=jnp.where(mask, y_r, sol.foot[1:]),
+    )

@@ -1,0 +1,383 @@
+"""Exact log-domain Hopf–Cole: local entropy, viscous Burgers, first-order baseline."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import mpmath
+import numpy as np
+import pytest
+
+from geomshock.pde import (
+    burgers_hopf_cole,
+    first_order_semigroup,
+    hopf_lax,
+    local_entropy,
+)
+from geomshock.pde._kernel import FOURIER, IMAGES, NEAREST, periodic_mode
+
+BASDEVANT_SLOPE = 152.005161576
+
+
+def gaussian(y):
+    return jnp.exp(-(y**2) / 2)
+
+
+def basdevant_potential(y):
+    return jnp.cos(jnp.pi * y) / jnp.pi
+
+
+# --- published benchmark -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def basdevant_slope():
+    nodes = jnp.linspace(-1.0, 1.0, 2048, endpoint=False)
+
+    def slope(s):
+        return jax.grad(
+            lambda z: burgers_hopf_cole(
+                basdevant_potential,
+                0.02 / jnp.pi,  # u_t + u u_x = (0.01/π) u_xx: ν = 2 ν_c
+                1.6037 / jnp.pi,
+                z,
+                nodes=nodes,
+                period=2.0,
+            )
+        )(s)
+
+    return jax.jit(slope)
+
+
+def test_basdevant_max_slope(basdevant_slope):
+    slope = basdevant_slope(0.0)
+    assert abs(-float(slope) - BASDEVANT_SLOPE) / BASDEVANT_SLOPE < 1e-8
+    # x = 0 is the steepest point: the slope is smaller in magnitude nearby
+    assert abs(float(basdevant_slope(0.002))) < abs(float(slope))
+
+
+def test_basdevant_float32():
+    with jax.enable_x64(False):
+        nodes = jnp.linspace(-1.0, 1.0, 2048, endpoint=False, dtype=jnp.float32)
+
+        def v(s):
+            return burgers_hopf_cole(
+                basdevant_potential,
+                0.02 / np.pi,
+                1.6037 / np.pi,
+                s,
+                nodes=nodes,
+                period=2.0,
+            )
+
+        slope = jax.grad(v)(jnp.float32(0.0))
+        field = v(nodes)
+    assert slope.dtype == jnp.float32 and field.dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(field)))
+    assert abs(-float(slope) - BASDEVANT_SLOPE) / BASDEVANT_SLOPE < 1e-5
+
+
+# --- independent references -----------------------------------------------------
+
+
+def _mpmath_reference(nu, tau, x):
+    mpmath.mp.dps = 30
+
+    def weight(y):
+        return mpmath.exp(
+            -((x - y) ** 2) / (2 * nu * tau) - mpmath.exp(-(y**2) / 2) / nu
+        )
+
+    width = mpmath.sqrt(nu * tau)
+    points = sorted({x - 12 * width, x, x + 12 * width, -3, 0, 3})
+    mass = mpmath.quad(weight, points)
+    moment = mpmath.quad(lambda y: (x - y) * weight(y), points)
+    u = -nu * mpmath.log(mass / mpmath.sqrt(2 * mpmath.pi * nu * tau))
+    return float(u), float(moment / mass / tau)
+
+
+@pytest.mark.parametrize("nu", [0.05, 0.4])
+@pytest.mark.parametrize("tau", [0.5, 1.5])
+def test_gaussian_against_mpmath(nu, tau):
+    x = np.array([-0.7, 0.3, 1.2])
+    nodes = jnp.linspace(-12.0, 12.0, 801)
+    u = local_entropy(gaussian, nu, tau, x, nodes=nodes)
+    v = burgers_hopf_cole(gaussian, nu, tau, x, nodes=nodes)
+    ref = np.array([_mpmath_reference(nu, tau, xi) for xi in x])
+    np.testing.assert_allclose(u, ref[:, 0], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(v, ref[:, 1], rtol=0, atol=1e-9)
+
+
+def test_quadratic_and_linear_closed_forms():
+    nodes = jnp.linspace(-15.0, 15.0, 1201)
+    x = jnp.array([-1.3, 0.0, 0.4, 2.0])
+    nu, tau, a, b = 0.3, 0.8, 1.7, 0.6
+    u = local_entropy(lambda y: 0.5 * a * y**2, nu, tau, x, nodes=nodes)
+    exact = a * x**2 / (2 * (1 + a * tau)) + 0.5 * nu * jnp.log1p(a * tau)
+    np.testing.assert_allclose(u, exact, rtol=0, atol=1e-12)
+    v = burgers_hopf_cole(lambda y: 0.5 * a * y**2, nu, tau, x, nodes=nodes)
+    np.testing.assert_allclose(v, a * x / (1 + a * tau), rtol=0, atol=1e-12)
+    # linear U: u = b x − b² τ / 2 (a travelling constant state v = b)
+    u_lin = local_entropy(lambda y: b * y, nu, tau, x, nodes=nodes)
+    np.testing.assert_allclose(u_lin, b * x - 0.5 * b**2 * tau, rtol=0, atol=1e-12)
+
+
+# --- the circle: every image, any kernel width --------------------------------
+
+
+def _spectral_heat(U, nu, tau, x, period, modes=1024):
+    """``−ν log`` of the heat flow of ``e^{−U/ν}`` evolved exactly mode by mode."""
+    y = np.arange(modes) * period / modes
+    coeffs = np.fft.fft(np.exp(-np.asarray(U(y)) / nu))
+    k = 2 * np.pi * np.fft.fftfreq(modes, period / modes)
+    coeffs = coeffs * np.exp(-0.5 * nu * tau * k**2)
+    w = np.real(np.exp(1j * np.outer(np.asarray(x), k)) @ coeffs) / modes
+    return -nu * np.log(w)
+
+
+def _circle_potential(y):
+    return jnp.sin(y) + 0.3 * jnp.cos(2 * y)
+
+
+@pytest.fixture(scope="module")
+def circle_sweep():
+    period = 2 * np.pi
+    nodes = jnp.linspace(0.0, period, 256, endpoint=False)
+    x = jnp.linspace(-1.0, 7.0, 9)
+
+    def field(nu, tau):
+        return local_entropy(_circle_potential, nu, tau, x, nodes=nodes, period=period)
+
+    return jax.jit(jax.vmap(field)), x, nodes, period
+
+
+def test_circle_all_kernel_widths_against_spectral(circle_sweep):
+    sweep, x, nodes, period = circle_sweep
+    nu = jnp.array([0.5, 0.5, 0.5, 0.5, 0.5])
+    # ντ/P² from 2.5e-4 to 0.25; 0.14·P² is the image/Fourier switch
+    switch = 0.14 * period**2 / 0.5
+    tau = jnp.array([0.02, 2.0, switch * (1 - 1e-9), switch * (1 + 1e-9), 20.0])
+    spread = float(jnp.ptp(_circle_potential(nodes))) / 0.5
+    modes = [
+        int(periodic_mode(0.5 * t, period, period / 256, spread, 256)) for t in tau
+    ]
+    assert modes == [NEAREST, IMAGES, IMAGES, FOURIER, FOURIER]
+    u = sweep(nu, tau)
+    for i in range(len(tau)):
+        ref = _spectral_heat(_circle_potential, 0.5, float(tau[i]), x, period)
+        np.testing.assert_allclose(u[i], ref, rtol=0, atol=1e-11)
+
+
+def test_circle_issue_case_and_periodicity(circle_sweep):
+    sweep, x, _, period = circle_sweep
+    u = sweep(jnp.array([0.5]), jnp.array([2.0]))[0]
+    ref = _spectral_heat(_circle_potential, 0.5, 2.0, x, period)
+    assert np.max(np.abs(u - ref)) < 1e-9
+    # x and x + P agree (x = −1 and x = 7 ≈ −1 + 2π + ...): evaluate both directly
+    nodes = jnp.linspace(0.0, period, 256, endpoint=False)
+    pair = local_entropy(
+        _circle_potential,
+        0.5,
+        2.0,
+        jnp.array([0.3, 0.3 + period]),
+        nodes=nodes,
+        period=period,
+    )
+    assert abs(float(pair[0] - pair[1])) < 1e-12
+
+
+# --- small viscosity, τ = 0 -------------------------------------------------------
+
+
+def test_small_viscosity_matches_hopf_lax():
+    nodes = jnp.linspace(-6.0, 6.0, 2401)
+    x = jnp.linspace(-2.5, 2.5, 21)
+    tau = 2.0  # after the shock time τ* = 1
+    u = local_entropy(gaussian, 1e-4, tau, x, nodes=nodes)
+    v = burgers_hopf_cole(gaussian, 1e-4, tau, x, nodes=nodes)
+    assert bool(jnp.all(jnp.isfinite(u))) and bool(jnp.all(jnp.isfinite(v)))
+    assert float(jnp.max(jnp.abs(u - hopf_lax(gaussian, tau, x, nodes=nodes)))) < 2e-3
+    slope = jax.vmap(
+        jax.grad(lambda s: burgers_hopf_cole(gaussian, 1e-4, tau, s, nodes=nodes))
+    )(x)
+    assert bool(jnp.all(jnp.isfinite(slope)))
+
+
+def test_tau_zero_returns_initial_data_and_has_finite_gradients():
+    nodes = jnp.linspace(-8.0, 8.0, 161)
+    x = jnp.array([-1.0, 0.25, 2.0])
+    u = jax.jit(lambda t: local_entropy(gaussian, 0.1, t, x, nodes=nodes))(0.0)
+    v = burgers_hopf_cole(gaussian, 0.1, 0.0, x, nodes=nodes)
+    assert np.array_equal(np.asarray(u), np.asarray(gaussian(x)))
+    assert np.array_equal(np.asarray(v), np.asarray(-x * gaussian(x)))
+    grads = jax.grad(
+        lambda nu, t: local_entropy(gaussian, nu, t, x, nodes=nodes).sum(),
+        argnums=(0, 1),
+    )(0.1, 0.0)
+    assert all(bool(jnp.isfinite(g)) for g in grads)
+
+
+# --- transformations --------------------------------------------------------------
+
+
+def test_vmap_over_nu_tau_grid_equals_loop(circle_sweep):
+    sweep, x, nodes, period = circle_sweep
+    nus, taus = jnp.array([0.05, 0.5, 3.0]), jnp.array([0.0, 0.3, 4.0])
+    grid_nu, grid_tau = (a.ravel() for a in jnp.meshgrid(nus, taus, indexing="ij"))
+    batched = sweep(grid_nu, grid_tau)
+    for i in range(grid_nu.shape[0]):
+        single = local_entropy(
+            _circle_potential,
+            float(grid_nu[i]),
+            float(grid_tau[i]),
+            x,
+            nodes=nodes,
+            period=period,
+        )
+        np.testing.assert_allclose(batched[i], single, rtol=1e-13, atol=1e-13)
+
+
+def test_gradients_match_central_differences():
+    period = 2 * np.pi
+    nodes = jnp.linspace(0.0, period, 128, endpoint=False)
+
+    def both(nu, tau, s):
+        u = local_entropy(_circle_potential, nu, tau, s, nodes=nodes, period=period)
+        v = burgers_hopf_cole(_circle_potential, nu, tau, s, nodes=nodes, period=period)
+        return jnp.stack([u, v])
+
+    point = (0.4, 1.1, 0.7)
+    eps = 1e-5
+    value = jax.jit(both)
+    jac = jax.jit(jax.jacfwd(both, argnums=(0, 1, 2)))(*point)
+    for i in range(3):
+        up, down = list(point), list(point)
+        up[i] += eps
+        down[i] -= eps
+        fd = (value(*up) - value(*down)) / (2 * eps)
+        np.testing.assert_allclose(jac[i], fd, rtol=1e-7, atol=1e-9)
+    # v is the x-derivative of u
+    np.testing.assert_allclose(jac[2][0], value(*point)[1], rtol=1e-12)
+
+
+# --- several dimensions -----------------------------------------------------------
+
+
+def test_two_dimensional_quadratic_closed_form():
+    a = jnp.array([[1.2, 0.4], [0.4, 0.7]])
+    nu, tau = 0.3, 0.9
+    grid = jnp.linspace(-9.0, 9.0, 121)
+    x = jnp.array([[0.0, 0.0], [0.5, -1.0], [-1.2, 0.8]])
+
+    def U(y):
+        return 0.5 * y @ a @ y
+
+    u = local_entropy(U, nu, tau, x, nodes=(grid, grid))
+    m = jnp.eye(2) + tau * a
+    exact = 0.5 * jnp.einsum("ki,ij,kj->k", x, a @ jnp.linalg.inv(m), x)
+    exact = exact + 0.5 * nu * jnp.log(jnp.linalg.det(m))
+    np.testing.assert_allclose(u, exact, rtol=0, atol=1e-11)
+    v = burgers_hopf_cole(U, nu, tau, x, nodes=(grid, grid))
+    assert v.shape == (3, 2)
+    np.testing.assert_allclose(v, x @ jnp.linalg.inv(m).T @ a.T, rtol=0, atol=1e-11)
+
+
+def test_two_dimensional_cylinder_is_separable():
+    period = 2 * np.pi
+    circle = jnp.linspace(0.0, period, 96, endpoint=False)
+    line = jnp.linspace(-8.0, 8.0, 161)
+    x = jnp.array([[0.3, -0.5], [4.0, 1.0]])
+    nu, tau = 0.4, 0.7
+
+    def U(y):
+        return _circle_potential(y[0]) + gaussian(y[1])
+
+    u = local_entropy(U, nu, tau, x, nodes=(circle, line), period=(period, None))
+    u0 = local_entropy(_circle_potential, nu, tau, x[:, 0], nodes=circle, period=period)
+    u1 = local_entropy(gaussian, nu, tau, x[:, 1], nodes=line)
+    np.testing.assert_allclose(u, u0 + u1, rtol=0, atol=1e-12)
+    v = burgers_hopf_cole(U, nu, tau, x, nodes=(circle, line), period=(period, None))
+    v0 = burgers_hopf_cole(
+        _circle_potential, nu, tau, x[:, 0], nodes=circle, period=period
+    )
+    np.testing.assert_allclose(v[:, 0], v0, rtol=0, atol=1e-12)
+
+
+# --- the paper's first-order baseline ----------------------------------------------
+
+
+def test_first_order_semigroup_is_first_order():
+    nodes = jnp.linspace(-10.0, 10.0, 1601)
+    x = jnp.array([-0.8, 0.1, 1.1])
+    nu = 0.5
+    errors = []
+    for tau in (0.02, 0.01):
+        approx = first_order_semigroup(gaussian, nu, tau, x)
+        errors.append(
+            jnp.max(jnp.abs(approx - local_entropy(gaussian, nu, tau, x, nodes=nodes)))
+        )
+    assert 3.6 < float(errors[0] / errors[1]) < 4.4  # O(τ²) local error
+    # half=False is exp(ντΔ) as printed in Sec. 3.1: the same as τ doubled
+    np.testing.assert_allclose(
+        first_order_semigroup(gaussian, nu, 0.1, x, half=False),
+        first_order_semigroup(gaussian, nu, 0.2, x),
+        rtol=1e-14,
+    )
+    # identity metric on R² with U depending on the first coordinate only
+    x2 = jnp.stack([x, jnp.ones_like(x)], axis=-1)
+    np.testing.assert_allclose(
+        first_order_semigroup(lambda q: gaussian(q[0]), nu, 0.02, x2),
+        first_order_semigroup(gaussian, nu, 0.02, x),
+        rtol=1e-13,
+    )
+    # where the first-order w is not positive the scheme has broken down
+    broken = first_order_semigroup(lambda y: 5 * y**2, 0.1, 0.5, jnp.array([0.0]))
+    assert bool(jnp.isposinf(broken[0]))
+
+
+# --- bad input --------------------------------------------------------------------
+
+
+def test_bad_input_messages():
+    nodes = jnp.linspace(-5.0, 5.0, 51)
+    with pytest.raises(ValueError, match="nu must be finite and > 0; got 0.0"):
+        local_entropy(gaussian, 0.0, 1.0, 0.0, nodes=nodes)
+    with pytest.raises(ValueError, match="tau must be finite and ≥ 0; got -1.0"):
+        burgers_hopf_cole(gaussian, 0.1, -1.0, 0.0, nodes=nodes)
+    with pytest.raises(ValueError, match="nu must be a scalar"):
+        local_entropy(gaussian, jnp.ones(2), 1.0, 0.0, nodes=nodes)
+    uneven = nodes.at[3].add(0.01)
+    with pytest.raises(ValueError, match="uniform increasing grid"):
+        local_entropy(gaussian, 0.1, 1.0, 0.0, nodes=uneven)
+    closed = jnp.linspace(0.0, 2 * np.pi, 33)
+    with pytest.raises(ValueError, match="endpoint a \\+ P was included"):
+        local_entropy(jnp.sin, 0.1, 1.0, 0.0, nodes=closed, period=2 * np.pi)
+    with pytest.raises(ValueError, match="exactly one period"):
+        local_entropy(jnp.sin, 0.1, 1.0, 0.0, nodes=nodes, period=2 * np.pi)
+    with pytest.raises(ValueError, match="x must have shape \\(\\) or \\(k,\\)"):
+        local_entropy(gaussian, 0.1, 1.0, jnp.zeros((2, 2)), nodes=nodes)
+    with pytest.raises(ValueError, match="x must have shape \\(2,\\) or \\(k, 2\\)"):
+        local_entropy(
+            lambda y: y @ y, 0.1, 1.0, jnp.zeros((4, 3)), nodes=(nodes, nodes)
+        )
+    with pytest.raises(ValueError, match="U must map a scalar to a scalar"):
+        local_entropy(lambda y: jnp.stack([y, y]), 0.1, 1.0, 0.0, nodes=nodes)
+    with pytest.raises(ValueError, match="period must be one value or one per"):
+        local_entropy(
+            lambda y: y @ y,
+            0.1,
+            1.0,
+            jnp.zeros(2),
+            nodes=(nodes, nodes),
+            period=(1.0, 2.0, 3.0),
+        )
+
+
+def test_traced_bad_viscosity_fails_loudly():
+    nodes = jnp.linspace(-5.0, 5.0, 51)
+    fn = eqx.filter_jit(
+        lambda nu, tau: local_entropy(gaussian, nu, tau, 0.0, nodes=nodes)
+    )
+    with pytest.raises(eqx.EquinoxRuntimeError, match="nu must be finite and > 0"):
+        fn(jnp.asarray(-0.1), jnp.asarray(1.0)).block_until_ready()
+    with pytest.raises(eqx.EquinoxRuntimeError, match="tau must be finite and ≥ 0"):
+        fn(jnp.asarray(0.1), jnp.asarray(-1.0)).block_until_ready()

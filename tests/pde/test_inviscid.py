@@ -1,0 +1,133 @@
+"""Inviscid limit: Hopf–Lax, Lax–Oleinik entropy solution, shocks, characteristics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from geomshock.pde import (
+    characteristics,
+    entropy_solution,
+    hopf_lax,
+    lax_oleinik,
+    shock_positions,
+    shock_time,
+)
+
+NODES = jnp.linspace(-8.0, 8.0, 801)
+
+
+def gaussian(y):
+    return jnp.exp(-(y**2) / 2)
+
+
+def drifting(y):
+    """Gaussian bump plus a Galilean drift 0.3: v0 = U' = −y e^{−y²/2} + 0.3."""
+    return gaussian(y) + 0.3 * y
+
+
+def test_hopf_lax_quadratic_closed_form():
+    a, tau = 1.7, 0.8
+    x = jnp.array([-1.3, 0.0, 0.4, 2.0])
+    sol = lax_oleinik(lambda y: 0.5 * a * y**2, tau, x, nodes=NODES)
+    np.testing.assert_allclose(sol.value, a * x**2 / (2 * (1 + a * tau)), atol=1e-14)
+    np.testing.assert_allclose(sol.velocity, a * x / (1 + a * tau), atol=1e-13)
+    np.testing.assert_allclose(sol.foot, x / (1 + a * tau), atol=1e-13)
+
+
+def test_classical_solution_follows_characteristics():
+    xi = jnp.linspace(-2.5, 2.5, 11)
+    tau = 0.7  # before τ* = 1
+    x = characteristics(gaussian, tau, xi)
+    np.testing.assert_allclose(x, xi - tau * xi * gaussian(xi), atol=1e-15)
+    v = entropy_solution(gaussian, tau, x, nodes=NODES)
+    np.testing.assert_allclose(v, -xi * gaussian(xi), atol=1e-12)
+    assert characteristics(gaussian, jnp.array([0.0, 1.0]), xi).shape == (2, 11)
+    # τ = 0 gives the initial data exactly
+    assert np.array_equal(
+        np.asarray(entropy_solution(gaussian, 0.0, xi, nodes=NODES)),
+        np.asarray(-xi * gaussian(xi)),
+    )
+
+
+def test_value_gradient_is_velocity_away_from_shocks():
+    x = jnp.array([-1.5, -0.4, 0.7, 2.2])
+    grad = jax.jit(
+        jax.vmap(jax.grad(lambda s: hopf_lax(gaussian, 2.0, s, nodes=NODES)))
+    )
+    np.testing.assert_allclose(
+        grad(x), entropy_solution(gaussian, 2.0, x, nodes=NODES), atol=1e-12
+    )
+
+
+@pytest.fixture(scope="module")
+def drifting_shock():
+    x = jnp.linspace(-3.0, 3.0, 61)
+
+    def locate(tau):
+        shocks = shock_positions(drifting, tau, x, nodes=NODES)
+        i = jnp.argmax(shocks.mask)
+        return shocks.mask.sum(), shocks.position[i], shocks.left[i], shocks.right[i]
+
+    return jax.jit(locate)
+
+
+def test_shock_position_and_rankine_hugoniot(drifting_shock):
+    assert float(shock_time(drifting, NODES)) == pytest.approx(1.0, rel=1e-13)
+    assert int(drifting_shock(0.8)[0]) == 0  # no shock before τ* = 1
+    for tau in (1.5, 2.5):
+        count, position, left, right = drifting_shock(tau)
+        assert int(count) == 1
+        # by Galilean invariance the shock sits at 0.3 τ, with speed 0.3
+        assert float(position) == pytest.approx(0.3 * tau, abs=1e-12)
+        assert float(left) > float(right)  # Lax entropy condition
+        eps = 1e-4
+        speed = (drifting_shock(tau + eps)[1] - drifting_shock(tau - eps)[1]) / (
+            2 * eps
+        )
+        assert float(speed) == pytest.approx(0.5 * float(left + right), abs=1e-8)
+
+
+def test_periodic_shock_is_symmetric():
+    # v0 = sin 2s on a period π: shock from τ* = 0.5 at s = π/2, standing still
+    period = np.pi
+    nodes = jnp.linspace(0.0, period, 256, endpoint=False)
+    x = jnp.linspace(0.05, period - 0.05, 40)
+    shocks = shock_positions(
+        lambda s: -0.5 * jnp.cos(2 * s), 1.0, x, nodes=nodes, period=period
+    )
+    assert int(shocks.mask.sum()) == 1
+    i = int(jnp.argmax(shocks.mask))
+    assert float(shocks.position[i]) == pytest.approx(np.pi / 2, abs=1e-12)
+    assert float(shocks.left[i]) == pytest.approx(-float(shocks.right[i]), abs=1e-12)
+    assert float(shocks.speed[i]) == pytest.approx(0.0, abs=1e-12)
+    # value is continuous and velocity periodic across the period
+    pair = lax_oleinik(
+        lambda s: -0.5 * jnp.cos(2 * s),
+        1.0,
+        jnp.array([0.3, 0.3 + period]),
+        nodes=nodes,
+        period=period,
+    )
+    assert float(pair.value[0] - pair.value[1]) == pytest.approx(0.0, abs=1e-14)
+    assert float(pair.velocity[0] - pair.velocity[1]) == pytest.approx(0.0, abs=1e-14)
+
+
+def test_vmap_over_tau_equals_loop():
+    x = jnp.linspace(-2.0, 2.0, 9)
+    taus = jnp.array([0.0, 0.5, 1.3, 3.0])
+    batched = jax.jit(jax.vmap(lambda t: entropy_solution(gaussian, t, x, nodes=NODES)))
+    out = batched(taus)
+    for i, t in enumerate(taus):
+        np.testing.assert_allclose(
+            out[i], entropy_solution(gaussian, float(t), x, nodes=NODES), atol=1e-14
+        )
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="tau must be finite and ≥ 0; got -0.5"):
+        hopf_lax(gaussian, -0.5, 0.0, nodes=NODES)
+    with pytest.raises(ValueError, match="x must hold at least 2 points"):
+        shock_positions(gaussian, 1.0, jnp.array([0.0]), nodes=NODES)
+    with pytest.raises(ValueError, match="x must have shape"):
+        hopf_lax(gaussian, 1.0, jnp.zeros((2, 2)), nodes=NODES)
