@@ -3,7 +3,7 @@
 The public API (see ``shared/API.md``) is re-exported here; nothing is computed.
 """
 
-from . import geometry as geometry, pde as pde
+from . import charts as charts, geometry as geometry, pde as pde, sde as sde
 from .geometry import (
     christoffel as christoffel,
     divergence as divergence,

@@ -1,0 +1,209 @@
+"""Group actions on parameter pytrees, orbit tangents and the horizontal projector.
+
+A symmetry group ``G`` acts on parameters with ``L(g·θ) = L(θ)``. Group elements
+are represented in coordinates chosen by each action (log-scales for rescaling
+groups, matrices for ``GL(d)``); ``exp`` maps Lie-algebra coordinates
+``ξ ∈ R^k`` (the coefficients of the generators ``ξ_a``) to group elements.
+Orbit tangents ``ξ_a·θ = d/dt exp(t ξ_a)·θ |_{t=0}`` come from forward-mode
+autodiff (``jvp``) of the action, never from hand-written formulas.
+"""
+
+import abc
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax as lx
+from jax.flatten_util import ravel_pytree
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+from .._custom_types import Matrix, Point
+
+Params = PyTree[Array]
+
+# Orbit tangents whose Gram matrix has a relative eigenvalue below this are
+# treated as linearly dependent (a nontrivial stabilizer: the action is not free).
+_STABILIZER_RTOL = 1e-12
+
+
+class AbstractGroupAction(eqx.Module):
+    """A Lie group acting on parameter pytrees by exact symmetries.
+
+    Subclasses define ``act``, ``exp``, ``algebra_dim`` and ``random_element``.
+    The generators ``ξ_a`` are the standard basis vectors of ``R^{algebra_dim}``
+    in the algebra coordinates that ``exp`` takes.
+    """
+
+    @property
+    @abc.abstractmethod
+    def algebra_dim(self) -> int:
+        """Dimension ``k`` of the Lie algebra (the orbit dimension where free)."""
+
+    @abc.abstractmethod
+    def act(self, params: Params, g: PyTree[Array]) -> Params:
+        """``g·θ``: the group element ``g`` applied to ``params``."""
+
+    @abc.abstractmethod
+    def exp(self, xi: Float[Array, " k"]) -> PyTree[Array]:
+        """Exponential map from algebra coordinates ``ξ ∈ R^k`` to a group element."""
+
+    def tangent_map(self, xi: Float[Array, " k"]) -> PyTree[Array]:
+        """Any smooth map with ``tangent_map(0) = e`` and the same differential
+        at 0 as ``exp``; used only for orbit tangents. Defaults to ``exp``;
+        override with something cheaper (e.g. ``I + ξ`` for ``GL(d)``)."""
+        return self.exp(xi)
+
+    def random_element(self, key: PRNGKeyArray, scale: float = 0.5) -> PyTree[Array]:
+        """A random group element ``exp(scale · ξ)``, ``ξ ~ N(0, I_k)``."""
+        xi = scale * jax.random.normal(key, (self.algebra_dim,))
+        return self.exp(xi)
+
+
+def orbit_tangents(action: AbstractGroupAction, params: Params) -> Float[Array, "D k"]:
+    """Orbit tangents ``ξ_a·θ`` at ``θ = params`` as the columns of a ``(D, k)`` matrix.
+
+    Column ``a`` is ``d/dt ravel(exp(t e_a)·θ)|_{t=0}``, computed by ``jax.jacfwd``
+    of the action composed with ``action.tangent_map`` (same differential as
+    ``exp`` at 0)
+    (one ``jvp`` per generator). ``D`` is the number of parameters, in the order
+    of ``jax.flatten_util.ravel_pytree(params)``. Supports ``jit``, ``vmap`` and
+    ``grad``.
+    """
+    xi0 = jnp.zeros((action.algebra_dim,), ravel_pytree(params)[0].dtype)
+
+    def flat_orbit(xi):
+        return ravel_pytree(action.act(params, action.tangent_map(xi)))[0]
+
+    return jax.jacfwd(flat_orbit)(xi0)
+
+
+def _checked_gram(tangents: Float[Array, "D k"]) -> Matrix:
+    """Gram matrix of the orbit tangents, refusing a degenerate orbit."""
+    gram = tangents.T @ tangents
+    eig = jnp.linalg.eigvalsh(gram)
+    bad = ~(eig[0] > _STABILIZER_RTOL * jnp.maximum(eig[-1], jnp.finfo(eig.dtype).tiny))
+    return eqx.error_if(
+        gram,
+        bad | ~jnp.all(jnp.isfinite(eig)),
+        "orbit tangents are linearly dependent at this point (nontrivial "
+        "stabilizer: a dead unit, a zero norm or a rank-deficient factor); the "
+        "point is off the regular stratum",
+    )
+
+
+def _vertical_coefficients(tangents, vectors):
+    """Least-squares coefficients ``C`` with ``T C`` the orbit part of ``vectors``.
+
+    Solves the normal equations ``(TᵀT) C = Tᵀ V`` with a lineax Cholesky solve,
+    one right-hand side per column of ``vectors``.
+    """
+    gram = _checked_gram(tangents)
+    operator = lx.MatrixLinearOperator(gram, lx.positive_semidefinite_tag)
+    rhs = tangents.T @ vectors
+
+    def solve(b):
+        # The Gram matrix is checked above; no runtime check inside the solve.
+        return lx.linear_solve(operator, b, lx.Cholesky(), throw=False).value
+
+    return jax.vmap(solve, in_axes=1, out_axes=1)(rhs)
+
+
+def horizontal_project_matrix(
+    tangents: Float[Array, "D k"], vectors: Float[Array, "D m"]
+) -> Float[Array, "D m"]:
+    """``P_H V`` for flat vectors: remove the orbit components of each column."""
+    return vectors - tangents @ _vertical_coefficients(tangents, vectors)
+
+
+def horizontal_projection(
+    action: AbstractGroupAction, params: Params, vector: Params
+) -> Params:
+    """Orthogonal projection of a tangent ``vector`` at ``params`` onto the
+    horizontal space (the Euclidean orthogonal complement of the orbit tangents).
+
+    ``vector`` has the structure of ``params``; so has the result. A point whose
+    orbit tangents are linearly dependent raises an equinox runtime error.
+    Supports ``jit``, ``vmap`` and ``grad``.
+    """
+    flat, unravel = ravel_pytree(vector)
+    tangents = orbit_tangents(action, params)
+    return unravel(horizontal_project_matrix(tangents, flat[:, None])[:, 0])
+
+
+def _lift_and_jacobian(lift: Callable[[Point], Params], q: Point):
+    """``σ(q)`` and the Jacobian of its flattening, ``(D, m)``, in one pass."""
+
+    def flat_lift(p):
+        params = lift(p)
+        return ravel_pytree(params)[0], params
+
+    jac, params = jax.jacfwd(flat_lift, has_aux=True)(q)
+    return params, jac
+
+
+def quotient_metric(
+    lift: Callable[[Point], Params], action: AbstractGroupAction, q: Point
+) -> Matrix:
+    r"""Quotient (horizontal) metric of a gauge-fixed section, by autodiff.
+
+    ``g_ij(q) = <P_H ∂_iσ(q), P_H ∂_jσ(q)>`` with ``σ = lift``, ``<·,·>`` the
+    Euclidean inner product on the flattened parameters and ``P_H`` the
+    orthogonal projector onto the complement of the orbit tangents at ``σ(q)``.
+    ``∂σ`` comes from ``jax.jacfwd(lift)``; the projection from a lineax
+    Cholesky solve with the Gram matrix of the orbit tangents.
+
+    The Euclidean metric is not invariant under rescaling groups, so this is the
+    metric associated with the gauge (the section), as in the paper: changing
+    the section along orbits away from ``σ(q)`` does not change it, changing the
+    representative ``σ(q)`` itself does.
+
+    Args:
+        lift: ``q -> params``, a section of the quotient map.
+        action: the symmetry group acting on ``params``.
+        q: a point of shape ``(m,)``.
+
+    Returns:
+        The symmetric positive semidefinite ``(m, m)`` metric. Supports ``jit``,
+        ``vmap`` over ``q`` and ``grad``.
+    """
+    q = jnp.asarray(q)
+    if q.ndim != 1:
+        raise ValueError(f"expected a point q of shape (m,), got shape {q.shape}")
+    params, jac = _lift_and_jacobian(lift, q)
+    tangents = orbit_tangents(action, params)
+    horizontal = horizontal_project_matrix(tangents, jac)
+    g = horizontal.T @ horizontal
+    return 0.5 * (g + g.T)
+
+
+def quotient_metric_operator(
+    lift: Callable[[Point], Params], action: AbstractGroupAction, q: Point
+) -> lx.FunctionLinearOperator:
+    """Matrix-free quotient metric ``v -> (P_H Dσ)ᵀ (P_H Dσ) v`` as a lineax operator.
+
+    One ``jvp`` and one ``vjp`` of ``lift`` per product, plus a ``k × k`` solve
+    with the orbit Gram matrix; never forms the ``(m, m)`` matrix. Tagged
+    symmetric positive semidefinite. Use for large charts (``m ~ 1e5``).
+    """
+    q = jnp.asarray(q)
+    if q.ndim != 1:
+        raise ValueError(f"expected a point q of shape (m,), got shape {q.shape}")
+
+    def flat_lift(p):
+        params = lift(p)
+        return ravel_pytree(params)[0], params
+
+    _, vjp_fn, params = jax.vjp(flat_lift, q, has_aux=True)
+    tangents = orbit_tangents(action, params)
+
+    def matvec(v):
+        _, jv = jax.jvp(lambda p: flat_lift(p)[0], (q,), (v,))
+        hv = horizontal_project_matrix(tangents, jv[:, None])[:, 0]
+        return vjp_fn(hv)[0]
+
+    return lx.FunctionLinearOperator(
+        matvec,
+        jax.ShapeDtypeStruct(q.shape, q.dtype),
+        (lx.symmetric_tag, lx.positive_semidefinite_tag),
+    )

@@ -1,0 +1,115 @@
+"""The abstract quotient chart: project, lift, metric, gauge."""
+
+import abc
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import lineax as lx
+from jaxtyping import Array, PRNGKeyArray, PyTree
+
+from .._custom_types import Matrix, Point
+from ._action import (
+    AbstractGroupAction,
+    Params,
+    quotient_metric,
+    quotient_metric_operator,
+)
+
+
+class AbstractQuotientChart(eqx.Module):
+    """A gauge-fixed chart ``Φ = χ∘π`` of the quotient ``Θ_reg / G``.
+
+    Concrete charts define ``action``, ``params_shape`` (a pytree of
+    ``jax.ShapeDtypeStruct`` giving the expected parameter structure), ``dim``,
+    ``project``, ``lift`` and ``apply`` (the network function). ``metric``,
+    ``metric_operator`` and ``gauge`` are derived here: the metric by autodiff
+    of ``lift`` (:func:`quotient_metric`), never typed in by hand.
+
+    Points off the regular stratum raise a ``ValueError`` (static problems) or
+    an equinox runtime error (traced values), never a NaN.
+    """
+
+    @property
+    @abc.abstractmethod
+    def action(self) -> AbstractGroupAction:
+        """The continuous symmetry group acting on the parameters."""
+
+    @property
+    @abc.abstractmethod
+    def params_shape(self) -> PyTree[jax.ShapeDtypeStruct]:
+        """Expected parameter structure and shapes."""
+
+    @property
+    @abc.abstractmethod
+    def dim(self) -> int:
+        """Dimension ``m`` of the quotient coordinates ``q``."""
+
+    @abc.abstractmethod
+    def project(self, params: Params) -> Point:
+        """``q = Φ(θ)``, invariant under ``gauge``."""
+
+    @abc.abstractmethod
+    def lift(self, q: Point) -> Params:
+        """The gauge-fixed representative ``σ(q)``, with ``project(lift(q)) == q``."""
+
+    @abc.abstractmethod
+    def apply(self, params: Params, x: Array) -> Array:
+        """The network function at inputs ``x`` (unchanged by ``gauge``)."""
+
+    def check_params(self, params: Params) -> Params:
+        """Raise ``ValueError`` unless ``params`` has the expected structure/shapes."""
+        return check_structure(params, self.params_shape, type(self).__name__)
+
+    def check_point(self, q) -> Point:
+        """Raise ``ValueError`` unless ``q`` has shape ``(dim,)``."""
+        q = jnp.asarray(q)
+        if q.shape != (self.dim,):
+            raise ValueError(
+                f"{type(self).__name__} expects a point q of shape ({self.dim},), "
+                f"got shape {q.shape}; use jax.vmap for many points"
+            )
+        if not jnp.issubdtype(q.dtype, jnp.floating):
+            q = q.astype(jnp.result_type(float))
+        return q
+
+    def metric(self, q: Point) -> Matrix:
+        """Quotient metric ``g_ij = <P_H ∂_iσ, P_H ∂_jσ>`` at ``q`` (autodiff of
+        ``lift``); ``(dim, dim)``, symmetric positive definite on the stratum.
+        Supports ``jit``, ``vmap`` over ``q`` and ``grad``."""
+        return quotient_metric(self.lift, self.action, self.check_point(q))
+
+    def metric_operator(self, q: Point) -> lx.FunctionLinearOperator:
+        """Matrix-free metric at ``q`` as a lineax operator (for large ``dim``)."""
+        return quotient_metric_operator(self.lift, self.action, self.check_point(q))
+
+    def gauge(self, params: Params, key: PRNGKeyArray, scale: float = 0.5) -> Params:
+        """Apply a random element ``exp(scale·ξ)``, ``ξ ~ N(0, I)``, of the
+        continuous symmetry group: same network function, same ``project``."""
+        params = self.check_params(params)
+        return self.action.act(params, self.action.random_element(key, scale))
+
+
+def check_structure(params, expected, owner: str):
+    """``ValueError`` unless ``params`` matches ``expected`` in structure and shapes."""
+    try:
+        leaves = jax.tree_util.tree_structure(expected).flatten_up_to(params)
+    except (ValueError, TypeError) as err:
+        raise ValueError(
+            f"{owner} expects params with structure "
+            f"{_describe(expected)}, got {_describe(params)}"
+        ) from err
+    for leaf, spec in zip(leaves, jax.tree_util.tree_leaves(expected), strict=True):
+        shape = jnp.shape(leaf)
+        if shape != spec.shape:
+            raise ValueError(
+                f"{owner} expects params with shapes {_describe(expected)}, "
+                f"got {_describe(params)}"
+            )
+    return jax.tree_util.tree_map(
+        lambda x: jnp.asarray(x, dtype=jnp.result_type(float)), params
+    )
+
+
+def _describe(tree) -> str:
+    return str(jax.tree_util.tree_map(lambda x: tuple(jnp.shape(x)), tree))

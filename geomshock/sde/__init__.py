@@ -1,0 +1,27 @@
+"""Symmetry-reduced SGD: projected drift and noise, projectability, projected
+SGD and the quotient SDE (paper Sec. 2, Thm. 2.2)."""
+
+from ._chart import FunctionChart as FunctionChart
+from ._noise import (
+    AbstractMinibatchNoise as AbstractMinibatchNoise,
+    AllMinibatches as AllMinibatches,
+    SampledMinibatches as SampledMinibatches,
+)
+from ._projectability import (
+    ProjectabilityReport as ProjectabilityReport,
+    ProjectedMoments as ProjectedMoments,
+    check_projectability as check_projectability,
+    projected_moments as projected_moments,
+    quotient_coefficients as quotient_coefficients,
+)
+from ._sde import (
+    AbstractMatrixSqrt as AbstractMatrixSqrt,
+    CholeskySqrt as CholeskySqrt,
+    EighSqrt as EighSqrt,
+    QuotientSDEPath as QuotientSDEPath,
+    solve_quotient_sde as solve_quotient_sde,
+)
+from ._sgd import (
+    ProjectedSGDPath as ProjectedSGDPath,
+    projected_sgd as projected_sgd,
+)

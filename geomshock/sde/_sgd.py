@@ -1,0 +1,163 @@
+"""SGD in parameter space (optax), projected onto a quotient chart."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, PRNGKeyArray, PyTree
+
+from ._checks import (
+    check_positive,
+    check_seed_keys,
+    check_vector_output,
+    require_method,
+)
+from ._noise import AbstractMinibatchNoise
+from ._projectability import Loss, _check_loss, _check_noise
+
+
+class ProjectedSGDPath(eqx.Module):
+    """Projected SGD trajectories.
+
+    ``ts[i] = η · n_i`` (the SDE time of step ``n_i``); ``ys[s, i] = Φ(θ_{n_i})``
+    for seed ``s``; ``params`` are the final parameters, one per seed.
+    """
+
+    ts: Float[Array, " t"]
+    ys: Float[Array, "s t m"]
+    params: PyTree
+
+
+def _check_structure(params, lifted):
+    want = jax.tree_util.tree_structure(params)
+    got = jax.tree_util.tree_structure(lifted)
+    if want != got:
+        raise ValueError(
+            f"chart.lift returns a pytree with structure {got}, but params have "
+            f"structure {want}"
+        )
+    for p, q in zip(
+        jax.tree_util.tree_leaves(params),
+        jax.tree_util.tree_leaves(lifted),
+        strict=True,
+    ):
+        if jnp.shape(p) != jnp.shape(q):
+            raise ValueError(
+                f"chart.lift returns a leaf of shape {jnp.shape(q)} where params "
+                f"have shape {jnp.shape(p)}"
+            )
+
+
+def projected_sgd(
+    loss: Loss,
+    chart,
+    params0: PyTree,
+    noise: AbstractMinibatchNoise,
+    *,
+    learning_rate,
+    num_steps: int,
+    keys: PRNGKeyArray,
+    optimizer: optax.GradientTransformation | None = None,
+    regauge: bool = False,
+    save_every: int = 1,
+) -> ProjectedSGDPath:
+    r"""Run minibatch SGD in parameter space, one run per key, and project it.
+
+    ``θ_{n+1} = θ_n − η ∇loss(θ_n, batch_{n+1})`` (``optax.sgd(η)`` unless
+    ``optimizer`` is given), ``batch_{n+1} = noise.sample(fold_in(key, n))``,
+    recorded as ``Y_n = Φ(θ_n) = chart.project(θ_n)`` at times ``t = η n``
+    (the time of the quotient SDE ``dY = −b dt + sqrt(η) σ dB``).
+
+    Args:
+        loss: ``loss(params, batch) -> scalar``.
+        chart: anything with ``project`` (and ``lift`` if ``regauge``).
+        params0: the initial parameters (shared by every seed).
+        noise: the minibatch noise model (``SampledMinibatches`` or
+            ``AllMinibatches``).
+        learning_rate: ``η > 0`` (a Python float, or a traced scalar so that
+            sweeps can ``jax.vmap`` over it). With a custom ``optimizer`` it
+            only sets the time scale ``t = η n``.
+        num_steps: number of SGD steps (static).
+        keys: a batch of PRNG keys, one run per key (``jax.random.split``).
+        optimizer: an optax transformation; default ``optax.sgd(learning_rate)``.
+        regauge: replace ``θ`` by ``lift(project(θ))`` at the start and after
+            every step (SGD that keeps the gauge, e.g. the paper's "balanced
+            gauge kept"); then ``Y_n`` is exactly a Markov chain in the chart.
+            The optimizer state is not transported, so use it with stateless
+            optimizers such as SGD.
+        save_every: record every ``save_every`` steps (must divide ``num_steps``).
+
+    Returns:
+        ``ProjectedSGDPath(ts, ys, params)`` with ``ts`` of length
+        ``num_steps // save_every + 1`` (starting at 0).
+
+    Works under ``jax.jit``, ``jax.vmap`` (over ``learning_rate``, ``params0``;
+    seeds are the ``keys`` axis) and ``jax.grad`` (pathwise, for fixed keys).
+    A run that leaves the chart's domain or diverges fails with an error
+    instead of returning NaN.
+    """
+    _check_noise(noise)
+    project = require_method(chart, "project", "projected_sgd")
+    if not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}")
+    if not isinstance(save_every, int) or save_every < 1 or num_steps % save_every:
+        raise ValueError(
+            f"save_every must be a positive int dividing num_steps={num_steps}, "
+            f"got {save_every!r}"
+        )
+    learning_rate = check_positive(learning_rate, "learning_rate")
+    keys, _ = check_seed_keys(keys)
+    check_vector_output(project, params0, "chart.project", None)
+    _check_loss(loss, params0, jax.eval_shape(noise.sample, keys[0]))
+    if regauge:
+        lift = require_method(chart, "lift", "projected_sgd(regauge=True)")
+        _check_structure(params0, jax.eval_shape(lambda p: lift(project(p)), params0))
+    learning_rate = jnp.asarray(learning_rate, dtype=jnp.result_type(float))
+    setup = (
+        loss,
+        chart,
+        noise,
+        optimizer,
+        regauge,
+        num_steps // save_every,
+        save_every,
+    )
+    ys, params = _run(setup, params0, learning_rate, keys)
+    ys = eqx.error_if(
+        ys,
+        ~jnp.all(jnp.isfinite(ys)),
+        "projected SGD produced non-finite coordinates (divergence or a point "
+        "off the chart's domain); lower the learning rate",
+    )
+    ts = learning_rate * save_every * jnp.arange(ys.shape[1], dtype=ys.dtype)
+    return ProjectedSGDPath(ts=ts, ys=ys, params=params)
+
+
+@eqx.filter_jit
+def _run(setup, params0, learning_rate, keys):
+    loss, chart, noise, optimizer, regauge, num_blocks, save_every = setup
+    opt = optax.sgd(learning_rate) if optimizer is None else optimizer
+
+    def fix(params):
+        return chart.lift(chart.project(params)) if regauge else params
+
+    def run(key):
+        start = fix(params0)
+
+        def step(carry, n):
+            params, state = carry
+            batch = noise.sample(jax.random.fold_in(key, n))
+            grads = jax.grad(loss)(params, batch)
+            updates, state = opt.update(grads, state, params)
+            return (fix(optax.apply_updates(params, updates)), state), None
+
+        def block(carry, j):
+            steps = j * save_every + jnp.arange(save_every)
+            carry, _ = jax.lax.scan(step, carry, steps)
+            return carry, chart.project(carry[0])
+
+        init = (start, opt.init(start))
+        (params, _), ys = jax.lax.scan(block, init, jnp.arange(num_blocks))
+        return jnp.concatenate([chart.project(start)[None], ys]), params
+
+    return jax.vmap(run)(keys)

@@ -1,0 +1,144 @@
+"""Mean-field push-forward with measure comparison; flax and equinox adapters."""
+
+import equinox as eqx
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.stats
+
+from geomshock.charts import (
+    EmpiricalMeasure,
+    MeanFieldChart,
+    energy_distance,
+    eqx_mlp_from_params,
+    flax_variables_from_params,
+    gaussian_mmd,
+    mlp_chart_from_eqx,
+    mlp_chart_from_flax,
+)
+
+
+def particles(key, n, in_dim=1):
+    ka, ku = jax.random.split(key)
+    return {
+        "a": jax.random.normal(ka, (n,)),
+        "u": jax.random.normal(ku, (n, in_dim + 1)),
+    }
+
+
+def test_push_forward_is_gauge_and_permutation_invariant():
+    chart = MeanFieldChart(in_dim=2)
+    params = particles(jax.random.PRNGKey(0), 40, 2)
+    moved = chart.gauge(params, jax.random.PRNGKey(1), scale=1.0)
+    x = jax.random.normal(jax.random.PRNGKey(2), (7, 2))
+    np.testing.assert_allclose(
+        chart.apply(moved, x), chart.apply(params, x), rtol=1e-12
+    )
+    mu, mu_moved = chart.push_forward(params), chart.push_forward(moved)
+    assert abs(float(energy_distance(mu, mu_moved))) < 1e-12
+    # Raw particles move: the unreduced measures differ.
+    raw = lambda p: EmpiricalMeasure(
+        jnp.concatenate([p["a"][:, None], p["u"]], 1), mu.weights
+    )
+    assert energy_distance(raw(params), raw(moved)) > 1e-2
+    # The balanced lift reproduces the measure and the network function.
+    lifted = chart.lift(mu)
+    np.testing.assert_allclose(
+        jnp.abs(lifted["a"]), jnp.linalg.norm(lifted["u"], axis=1)
+    )
+    np.testing.assert_allclose(
+        chart.apply(lifted, x), chart.apply(params, x), rtol=1e-12
+    )
+
+
+def test_energy_distance_matches_scipy_in_one_dimension():
+    x = jax.random.normal(jax.random.PRNGKey(3), (30,))
+    y = 0.5 + 1.3 * jax.random.normal(jax.random.PRNGKey(4), (25,))
+    mu = EmpiricalMeasure(x[:, None], jnp.full(30, 1 / 30))
+    nu = EmpiricalMeasure(y[:, None], jnp.full(25, 1 / 25))
+    expected = scipy.stats.energy_distance(np.asarray(x), np.asarray(y))
+    np.testing.assert_allclose(jnp.sqrt(energy_distance(mu, nu)), expected, rtol=1e-12)
+
+
+def test_measure_distances_jit_vmap_grad():
+    mu = MeanFieldChart(1).push_forward(particles(jax.random.PRNGKey(5), 12))
+    shifts = jnp.linspace(0.0, 1.0, 3)
+
+    def dist(shift):
+        nu = EmpiricalMeasure(mu.points.at[:, 0].add(shift), mu.weights)
+        return energy_distance(mu, nu), gaussian_mmd(mu, nu, 0.7)
+
+    batched = jax.jit(jax.vmap(dist))(shifts)
+    loop = [dist(s) for s in shifts]
+    for k in range(2):
+        np.testing.assert_allclose(
+            batched[k], jnp.stack([r[k] for r in loop]), rtol=1e-12, atol=1e-15
+        )
+    assert abs(float(batched[0][0])) < 1e-14 and batched[0][2] > batched[0][1] > 0
+    h = 1e-5
+    fd = (dist(0.3 + h)[0] - dist(0.3 - h)[0]) / (2 * h)
+    np.testing.assert_allclose(jax.grad(lambda s: dist(s)[0])(0.3), fd, rtol=1e-7)
+
+
+def test_mean_field_bad_input():
+    with pytest.raises(ValueError, match="in_dim must be >= 1"):
+        MeanFieldChart(0)
+    with pytest.raises(ValueError, match="expects particles"):
+        MeanFieldChart(1).push_forward({"a": jnp.ones(3), "u": jnp.ones((3, 3))})
+    with pytest.raises(
+        (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError), match="dead particle"
+    ):
+        MeanFieldChart(1).push_forward({"a": jnp.ones(2), "u": jnp.zeros((2, 2))})
+
+
+class FlaxMLP(nn.Module):
+    features: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self, x):
+        for f in self.features[:-1]:
+            x = nn.relu(nn.Dense(f)(x))
+        return nn.Dense(self.features[-1])(x)
+
+
+def test_flax_adapter_round_trips_real_model():
+    model = FlaxMLP((4, 3, 2))
+    x = jax.random.normal(jax.random.PRNGKey(6), (9, 3))
+    variables = model.init(jax.random.PRNGKey(7), x)
+    chart, params = mlp_chart_from_flax(variables)
+    assert chart.layer_sizes == (3, 4, 3, 2)
+    reference = model.apply(variables, x)
+    np.testing.assert_allclose(chart.apply(params, x), reference, rtol=1e-12)
+    back = flax_variables_from_params(params, variables)
+    np.testing.assert_allclose(model.apply(back, x), reference, rtol=1e-12)
+    moved = flax_variables_from_params(
+        chart.gauge(params, jax.random.PRNGKey(8)), variables
+    )
+    np.testing.assert_allclose(model.apply(moved, x), reference, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(
+        chart.project(mlp_chart_from_flax(moved)[1]), chart.project(params), atol=1e-12
+    )
+    with pytest.raises(ValueError, match="Dense layers named like 'Dense_0'"):
+        mlp_chart_from_flax({"params": {"Dense_0": {"weight": jnp.ones((2, 2))}}})
+
+
+def test_eqx_adapter_round_trips_real_model():
+    model = eqx.nn.MLP(3, 2, 4, 2, activation=jax.nn.relu, key=jax.random.PRNGKey(9))
+    x = jax.random.normal(jax.random.PRNGKey(10), (9, 3))
+    chart, params = mlp_chart_from_eqx(model)
+    assert chart.layer_sizes == (3, 4, 4, 2)
+    reference = jax.vmap(model)(x)
+    np.testing.assert_allclose(chart.apply(params, x), reference, rtol=1e-12)
+    moved = eqx_mlp_from_params(model, chart.gauge(params, jax.random.PRNGKey(11)))
+    np.testing.assert_allclose(jax.vmap(moved)(x), reference, rtol=1e-12, atol=1e-13)
+    lifted = jax.jit(lambda p: chart.lift(chart.project(p)))(params)
+    balanced = eqx_mlp_from_params(model, lifted)
+    np.testing.assert_allclose(jax.vmap(balanced)(x), reference, rtol=1e-11, atol=1e-12)
+    with pytest.raises(ValueError, match="activation=jax.nn.relu"):
+        mlp_chart_from_eqx(
+            eqx.nn.MLP(3, 2, 4, 2, key=jax.random.PRNGKey(0), activation=jnp.tanh)
+        )
+    with pytest.raises(ValueError, match="expected an eqx.nn.MLP"):
+        mlp_chart_from_eqx(eqx.nn.Linear(2, 2, key=jax.random.PRNGKey(0)))
