@@ -18,6 +18,7 @@ Median of several runs after a compiling first call (its time in its own column)
 """
 
 import statistics
+import sys
 import time
 
 import jax
@@ -151,12 +152,14 @@ def sgd_rows():
         )
 
 
-def main():
+def main(parts=("metric", "sgd")):
     print(f"backend: {jax.default_backend()}, float64")
-    metric_rows()
-    print()
-    sgd_rows()
+    if "metric" in parts:
+        metric_rows()
+        print()
+    if "sgd" in parts:
+        sgd_rows()
 
 
 if __name__ == "__main__":
-    main()
+    main(tuple(sys.argv[1:]) or ("metric", "sgd"))
