@@ -98,6 +98,33 @@ def _hopf_cole_core(U, nu, tau, x, nodes, period):
     return u, v, restore, dim
 
 
+@jax.custom_batching.custom_vmap
+def _present_anywhere(flags):
+    """``flags`` itself, but OR-ed over every vmapped axis (and unbatched).
+
+    Under ``vmap`` the per-member regime flags become one shared flag per
+    regime, so that ``lax.cond`` on it stays a real conditional instead of a
+    select that evaluates every branch for every member. Nested vmaps reduce
+    axis by axis through the recursive call. Integer/boolean in and out, so it
+    never carries a tangent and ``grad`` passes straight by it.
+    """
+    return flags
+
+
+@_present_anywhere.def_vmap
+def _present_anywhere_vmap(axis_size, in_batched, flags):
+    del axis_size
+    if in_batched[0]:
+        flags = jnp.any(flags, axis=0)
+    return _present_anywhere(flags), False
+
+
+def _skipped(nu, var, *, x2):
+    """Stand-in for a representation no batch member needs (never selected)."""
+    del nu, var
+    return jnp.zeros(x2.shape[:1], x2.dtype), jnp.zeros(x2.shape, x2.dtype)
+
+
 # Compiled once per potential, grid shapes and periods, so that eager calls are
 # fast too; inside a user's jit it is simply inlined.
 @eqx.filter_jit
@@ -108,33 +135,41 @@ def _hopf_cole_jit(U, nu, tau, x2, grids, spacings, periods):
     var = nu * tau_safe
     U_nodes = _potential_on_grid(U, grids)
     # One fused computation per combination of kernel representations on the
-    # periodic axes (nearest image, image sum, Fourier series), picked by
-    # lax.switch; under vmap the switch becomes a select over plain batched
-    # computations, with no loop inside.
+    # periodic axes (nearest image, image sum, Fourier series). Each runs under
+    # its own lax.cond on whether *any* batch member needs it (see
+    # _present_anywhere): a single call runs one, a vmapped sweep whose members
+    # share a regime runs that one batched, and only a mixed batch runs several
+    # and picks per member. A plain lax.switch would become a select under vmap
+    # and evaluate every representation for every member.
     periodic = [a for a, p in enumerate(periods) if p is not None]
-    combos = list(itertools.product(range(3), repeat=len(periodic)))
-    branches = []
-    for combo in combos:
-        chosen = dict(zip(periodic, combo, strict=True))
-        modes = tuple(chosen.get(a, 0) for a in range(dim))
-        branches.append(
-            functools.partial(
-                _quadrature,
-                modes=modes,
-                U_nodes=U_nodes,
-                x2=x2,
-                grids=grids,
-                spacings=spacings,
-                periods=periods,
-            )
-        )
     spread = (jnp.max(U_nodes) - jnp.min(U_nodes)) / nu
     count = U_nodes.size
     index = jnp.zeros((), jnp.int32)
     for a in periodic:
         mode = periodic_mode(var, periods[a], spacings[a], spread, count)
         index = 3 * index + mode
-    u, v = jax.lax.switch(index, branches, nu, var)
+    combos = list(itertools.product(range(3), repeat=len(periodic)))
+    present = _present_anywhere(jnp.arange(len(combos)) == index)
+    u = jnp.zeros(x2.shape[:1], x2.dtype)
+    v = jnp.zeros(x2.shape, x2.dtype)
+    for i, combo in enumerate(combos):
+        chosen = dict(zip(periodic, combo, strict=True))
+        modes = tuple(chosen.get(a, 0) for a in range(dim))
+        branch = functools.partial(
+            _quadrature,
+            modes=modes,
+            U_nodes=U_nodes,
+            x2=x2,
+            grids=grids,
+            spacings=spacings,
+            periods=periods,
+        )
+        if len(combos) == 1:  # the line (or no periodic axis): nothing to pick
+            u, v = branch(nu, var)
+            break
+        skip = functools.partial(_skipped, x2=x2)
+        u_i, v_i = jax.lax.cond(present[i], jax.checkpoint(branch), skip, nu, var)
+        u, v = jnp.where(index == i, u_i, u), jnp.where(index == i, v_i, v)
     v = v / tau_safe
 
     pointwise = x2[:, 0] if dim == 1 else x2
@@ -187,9 +222,9 @@ def local_entropy(
     circle, whenever the far images are provably negligible; otherwise the
     image sum (two more) or the Fourier series (a few multiplications). A
     ``vmap`` over ``nu``/``tau`` is a plain batch axis with no loop; on the
-    circle ``lax.switch`` then becomes a select and every representation is
-    evaluated for each member, so periodic sweeps cost several single fields
-    per member (on the line they cost one). Float32 works: the Basdevant
+    circle each representation runs only if some member needs it, so a sweep
+    whose members share a regime costs one field per member, and a mixed sweep
+    one field per member and per regime present. Float32 works: the Basdevant
     slope below comes out within ~1e-7 relative in float32 on CPU.
 
     Example:
