@@ -16,15 +16,13 @@ is the spectral derivative of the final field.
 Run: ``.venv/bin/python benchmarks/burgers_basdevant.py`` (float64, CPU).
 """
 
-import statistics
-import time
-
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
 import exponax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+from _timing import timed  # noqa: E402
 
 from geomshock.pde import burgers_hopf_cole  # noqa: E402
 
@@ -39,19 +37,6 @@ def potential(y):
     return jnp.cos(jnp.pi * y) / jnp.pi
 
 
-def timed(fn, *args):
-    """First-call (compile + run) time, median of REPEATS later calls, result."""
-    start = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - start
-    runs = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        out = jax.block_until_ready(fn(*args))
-        runs.append(time.perf_counter() - start)
-    return first, statistics.median(runs), out
-
-
 def exponax_case(steps: int):
     stepper = exponax.stepper.Burgers(1, 2.0, N, float(T / steps), diffusivity=NU_C)
     x_e = jnp.arange(N) * 2.0 / N
@@ -64,7 +49,7 @@ def exponax_case(steps: int):
         slope = jnp.fft.irfft(1j * k * jnp.fft.rfft(final), n=N)
         return final, jnp.max(jnp.abs(slope))
 
-    first, median, (_, slope) = timed(run, u0)
+    (_, slope), first, median = timed(run, u0, repeats=REPEATS)
     return first, median, abs(float(slope) - REFERENCE)
 
 
@@ -83,9 +68,9 @@ def hopf_cole_cases():
     slope0 = float(jax.jit(slope_at)(nu, tau, 0.0))
     err = abs(-slope0 - REFERENCE)
     rows = []
-    first, median, single = timed(whole, nu, tau, nodes)
+    single, first, median = timed(whole, nu, tau, nodes, repeats=REPEATS)
     rows.append(("geomshock burgers_hopf_cole, field", first, median, err))
-    first, median, out = timed(slopes, nu, tau, nodes)
+    out, first, median = timed(slopes, nu, tau, nodes, repeats=REPEATS)
     err_field = abs(float(jnp.max(jnp.abs(out))) - REFERENCE)
     rows.append(("geomshock slope field (vmap grad)", first, median, err_field))
     # a ν×τ sweep as one plain batch: 4 × 4 whole fields
@@ -93,7 +78,7 @@ def hopf_cole_cases():
     taus = tau * jnp.array([0.25, 0.5, 0.75, 1.0])
     grid_nu, grid_tau = (a.ravel() for a in jnp.meshgrid(nus, taus, indexing="ij"))
     sweep = jax.jit(jax.vmap(field, in_axes=(0, 0, None)))
-    first, median, out = timed(sweep, grid_nu, grid_tau, nodes)
+    out, first, median = timed(sweep, grid_nu, grid_tau, nodes, repeats=REPEATS)
     sweep_err = float(jnp.max(jnp.abs(out[1 * 4 + 3] - single)))  # (ν, τ) = (2ν_c, T)
     rows.append(("geomshock 4×4 ν×τ sweep (16 fields)", first, median, sweep_err))
     return rows

@@ -9,14 +9,12 @@ with ∂_x u by FFT of the final field (max at x = 0). float64, one process.
 Times: median of several runs after a warm-up call (compile time reported apart).
 """
 
-import statistics
-import time
-
 import diffrax
 import exponax
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import timed  # noqa: E402
 
 from geomshock.pde import (
     FiniteDifference,
@@ -42,24 +40,12 @@ def slope_error(v_final, x_index_of_zero):
     return abs(np.max(np.abs(slope)) - SLOPE)
 
 
-def timed(fn, repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    compile_s = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return out, compile_s, statistics.median(times)
-
-
 def exponax_case(steps):
     stepper = exponax.stepper.Burgers(1, PERIOD, N, T_END / steps, diffusivity=NU_C)
     run = jax.jit(exponax.repeat(stepper, steps))
     # exponax's grid is [0, 2) with x_e = x + 1, so x = 0 is index N/2.
     u0 = -jnp.sin(jnp.pi * (jnp.arange(N) * PERIOD / N - 1.0))[None]
-    out, c, t = timed(lambda: run(u0), 5)
+    out, c, t = timed(run, u0)
     return dict(time=t, compile=c, steps=steps, error=slope_error(out[0], N // 2))
 
 
@@ -75,7 +61,7 @@ def geomshock_case(**options):
             **options,
         )
     )
-    (ys, stats), c, t = timed(lambda: fn(V0), 5)
+    (ys, stats), c, t = timed(fn, V0)
     return dict(
         time=t,
         compile=c,

@@ -6,13 +6,11 @@ form at their best step ``h``? Exact answer: the conformally flat metric
 ``g = e^{2φ} I``, for which ``Δf = e^{−2φ}(Δ₀f + (d − 2)∇φ·∇f)``.
 """
 
-import statistics
-import time
-
 import jax
 
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
+from _timing import timed  # noqa: E402
 
 import geomshock as gs  # noqa: E402
 from geomshock.geometry import laplace_beltrami_fd  # noqa: E402
@@ -48,18 +46,6 @@ def batched(pointwise):
     return jax.jit(lambda points: jax.lax.map(pointwise, points, batch_size=CHUNK))
 
 
-def timed(fn, x, repeats=7):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(x))
-    compile_s = time.perf_counter() - start
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(x))
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs), compile_s
-
-
 def main():
     header = (
         f"{'d':>3} | {'autodiff err':>12} {'time [ms]':>9} {'compile [s]':>11} | "
@@ -77,12 +63,12 @@ def main():
         )
         reference = batched(exact)(points)
         autodiff = batched(gs.laplace_beltrami(f, metric))
-        ad_time, ad_compile = timed(autodiff, points)
+        _, ad_compile, ad_time = timed(autodiff, points, repeats=7)
         ad_err = float(jnp.max(jnp.abs(autodiff(points) - reference)))
         best = None
         for h in STEPS:
             fd = batched(laplace_beltrami_fd(f, metric, h))
-            fd_time, fd_compile = timed(fd, points)
+            _, fd_compile, fd_time = timed(fd, points, repeats=7)
             err = float(jnp.max(jnp.abs(fd(points) - reference)))
             if best is None or err < best[1]:
                 best = (h, err, fd_time, fd_compile)

@@ -11,14 +11,12 @@ lr 0.035; 256 seeds x 500 steps, vmapped. Peer: a hand-written optax SGD loop
 warm-up, block_until_ready; first-call (compile + run) time in its own column.
 """
 
-import statistics
-import time
-
 import jax
 
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
+from _timing import timed  # noqa: E402
 
 from geomshock.charts import TwoLayerReLUChart  # noqa: E402
 from geomshock.sde import (  # noqa: E402
@@ -91,18 +89,6 @@ def make_ours(noise, params0, save_every, regauge=False):
     )
 
 
-def timed(fn, *args, runs=5):
-    t = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
-    first = time.perf_counter() - t
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t)
-    return out, first, statistics.median(times)
-
-
 def sgd_table(noise, params0, keys):
     rows = []
     ref, f0, t0 = timed(make_peer(noise, params0), keys)
@@ -146,8 +132,8 @@ def quotient_table(noise, params0, keys):
             drift, cov, q0, learning_rate=ETA, t1=STEPS * ETA, keys=k
         ).ys
 
-    out, f, t = timed(sde, keys, runs=3)
-    kept, f2, t2 = timed(make_ours(noise, params0, STEPS, True), keys, runs=3)
+    out, f, t = timed(sde, keys, repeats=3)
+    kept, f2, t2 = timed(make_ours(noise, params0, STEPS, True), keys, repeats=3)
     title = "quotient SDE vs regauged SGD, " + str(SEEDS) + " seeds, t = 17.5"
     mean_sde = str(jnp.round(out[:, -1, :2].mean(0), 4))
     mean_sgd = str(jnp.round(kept.ys[:, -1, :2].mean(0), 4))

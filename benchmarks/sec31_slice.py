@@ -7,14 +7,13 @@ one jit than a Python loop calling the same jit once per seed?
 """
 
 import functools
-import statistics
-import time
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _timing import timed  # noqa: E402
 
 from geomshock.experiments import _sec31  # noqa: E402
 from geomshock.experiments._sec31_slice import (  # noqa: E402
@@ -27,18 +26,6 @@ from geomshock.experiments._sec31_train import TrainConfig, train  # noqa: E402
 NUM_SEEDS = 16
 REFERENCE_NODES = 16384
 TRAIN_EPOCHS = 2000
-
-
-def timed(fn, reps=5):
-    t = time.perf_counter()
-    jax.block_until_ready(fn())
-    first = time.perf_counter() - t
-    runs = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        runs.append(time.perf_counter() - t)
-    return first, statistics.median(runs)
 
 
 def slice_profiles(cfg, params, nus, taus, theta, scheme):
@@ -68,7 +55,7 @@ def slice_table():
         ("exact, 8192 nodes (full)", ExactCircle(8192)),
     ]:
         fn = functools.partial(slice_profiles, cfg, tr["params"], nus, taus, theta, sch)
-        first, med = timed(fn, reps=3)
+        _, first, med = timed(fn, repeats=3)
         peak = _sec31._peaks(fn()[0])[:, :, -1]
         err = np.nanmax(np.abs(peak / ref_peak - 1))
         print(f"| {name} | {first:.2f} | {med:.3f} | {err:.2e} |")
@@ -88,8 +75,8 @@ def training_table():
     def loop():
         return [train(c2, jnp.array([s])) for s in range(NUM_SEEDS)]
 
-    fv, mv = timed(vmapped, reps=3)
-    fl, ml = timed(loop, reps=1)
+    _, fv, mv = timed(vmapped, repeats=3)
+    _, fl, ml = timed(loop, repeats=1)
     print(f"| vmap over seeds in one jit | {fv:.2f} | {mv:.3f} | 1 |")
     print(
         f"| Python loop, one seed per call (same jit) | {fl:.2f} | {ml:.3f} "
