@@ -287,3 +287,23 @@ def test_attention_cheap_tangent_map_gives_the_exp_orbit_tangents():
         lambda xi: ravel_pytree(action.act(params, action.exp(xi)))[0]
     )(jnp.zeros(action.algebra_dim))
     np.testing.assert_allclose(orbit_tangents(action, params), via_exp, atol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "chart",
+    [
+        ReLUMLPChart((2, 3, 2, 1)),
+        ReLUMLPChart((3, 40, 40, 2)),  # k = 80: conjugate-gradient Gram solve
+        MultiHeadAttentionChart(d_model=3, heads=2, d_k=1, d_v=2),
+        MultiHeadAttentionChart(d_model=10, heads=3, d_k=4, d_v=4),  # k = 96
+    ],
+)
+def test_metric_operator_matches_dense_metric(chart):
+    params = jax.tree_util.tree_map(
+        lambda x: x / jnp.sqrt(x.shape[-1]), random_params(chart, 5)
+    )
+    q = chart.project(params)
+    v = jax.random.normal(jax.random.PRNGKey(6), q.shape)
+    gv = jax.jit(lambda q, v: chart.metric_operator(q).mv(v))(q, v)
+    dense = jax.jit(chart.metric)(q) @ v
+    assert float(jnp.linalg.norm(gv - dense) / jnp.linalg.norm(dense)) < 1e-10
