@@ -17,31 +17,18 @@ Questions:
 Median of several runs after a compiling first call (its time in its own column).
 """
 
-import statistics
 import sys
-import time
 
 import jax
 
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
+from _timing import timed  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
 from geomshock.charts import MultiHeadAttentionChart, ReLUMLPChart  # noqa: E402
 
 DENSE_LIMIT = 3_000
-
-
-def timed(fn, *args, repeats=3):
-    start = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
-    compile_s = time.perf_counter() - start
-    runs = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        runs.append(time.perf_counter() - start)
-    return out, statistics.median(runs), compile_s
 
 
 def random_params(chart, seed=0):
@@ -93,13 +80,17 @@ def metric_rows():
         size = ravel_pytree(params)[0].size
         v = jax.random.normal(jax.random.PRNGKey(1), q.shape)
         mv = jax.jit(lambda q, v, c=chart: c.metric_operator(q).mv(v))
-        gv, t_mv, c_mv = timed(mv, q, v)
-        _, t_pmv, _ = timed(jax.jit(lambda q, v, c=chart: pullback_mv(c, q, v)), q, v)
+        gv, c_mv, t_mv = timed(mv, q, v, repeats=3)
+        _, _, t_pmv = timed(
+            jax.jit(lambda q, v, c=chart: pullback_mv(c, q, v)), q, v, repeats=3
+        )
         dense_cols = f"{'—':>12} {'—':>11} {'—':>13} {'—':>6} {'—':>8}"
         err = "—"
         if size <= DENSE_LIMIT:
-            g, t_g, c_g = timed(jax.jit(chart.metric), q)
-            _, t_p, _ = timed(jax.jit(lambda q, c=chart: pullback_dense(c, q)), q)
+            g, c_g, t_g = timed(jax.jit(chart.metric), q, repeats=3)
+            _, _, t_p = timed(
+                jax.jit(lambda q, c=chart: pullback_dense(c, q)), q, repeats=3
+            )
             asym = float(jnp.max(jnp.abs(g - g.T)) / jnp.max(jnp.abs(g)))
             dense_cols = (
                 f"{1e3 * t_g:12.2f} {c_g:11.2f} {1e3 * t_p:13.2f} {t_g / t_p:6.2f} "
@@ -139,8 +130,8 @@ def sgd_rows():
         def projected(p, c=chart, plain=plain):
             return c.lift(c.project(plain(p)))
 
-        out_plain, t_plain, c_plain = timed(jax.jit(plain), params)
-        out_proj, t_proj, c_proj = timed(jax.jit(projected), params)
+        out_plain, c_plain, t_plain = timed(jax.jit(plain), params, repeats=3)
+        out_proj, c_proj, t_proj = timed(jax.jit(projected), params, repeats=3)
         balance_err = float(chart.balance_error(out_proj))
         df = float(
             jnp.max(jnp.abs(chart.apply(out_plain, x) - chart.apply(out_proj, x)))
