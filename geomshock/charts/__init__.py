@@ -7,7 +7,9 @@ autodiff from each chart's gauge-fixed ``lift``.
 
 from ._action import (
     AbstractGroupAction as AbstractGroupAction,
+    default_projection_solver as default_projection_solver,
     horizontal_projection as horizontal_projection,
+    orbit_tangent_operator as orbit_tangent_operator,
     orbit_tangents as orbit_tangents,
     quotient_metric as quotient_metric,
     quotient_metric_operator as quotient_metric_operator,

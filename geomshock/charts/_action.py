@@ -116,19 +116,92 @@ def horizontal_project_matrix(
     return vectors - tangents @ _vertical_coefficients(tangents, vectors)
 
 
+# Up to this many generators the projector forms the ``(k, k)`` Gram matrix and
+# checks it (a degenerate orbit is an error); above, a matrix-free Krylov
+# least-squares solve is the default (the dense Gram costs ``O(D k²)``).
+_DENSE_GRAM_MAX_K = 64
+
+
+def orbit_tangent_operator(
+    action: AbstractGroupAction, params: Params
+) -> lx.FunctionLinearOperator:
+    """The orbit-tangent map ``T: ξ ↦ Σ_a ξ_a (ξ_a·θ)``, ``R^k → R^D``, matrix-free.
+
+    A lineax operator built from ``jax.linearize`` of the action at ``ξ = 0``
+    (one ``jvp`` per product, no ``(D, k)`` matrix); its ``transpose`` is a
+    ``vjp``. Columns of ``lx.materialise(T).as_matrix()`` are
+    :func:`orbit_tangents`. Supports ``jit``, ``vmap`` and ``grad``.
+    """
+    dtype = ravel_pytree(params)[0].dtype
+    xi0 = jnp.zeros((action.algebra_dim,), dtype)
+
+    def flat_orbit(xi):
+        return ravel_pytree(action.act(params, action.tangent_map(xi)))[0]
+
+    _, tangent = jax.linearize(flat_orbit, xi0)
+    return lx.FunctionLinearOperator(tangent, jax.ShapeDtypeStruct(xi0.shape, dtype))
+
+
+def default_projection_solver(algebra_dim: int) -> lx.AbstractLinearSolver:
+    """The solver :func:`horizontal_projection` uses when none is given:
+    ``lx.Cholesky()`` on the checked Gram matrix for ``k <= 64``, else the
+    matrix-free Krylov least-squares solver ``lx.LSMR(rtol=1e-14, atol=0)``. LSMR
+    stops on ``‖Tᵀr‖ <= rtol ‖T‖ ‖r‖``, a criterion that stays meaningful when the
+    vector is already (nearly) horizontal, as the derivative of a balanced
+    section is."""
+    if algebra_dim <= _DENSE_GRAM_MAX_K:
+        return lx.Cholesky()
+    return lx.LSMR(rtol=1e-14, atol=0.0, max_steps=20 * algebra_dim + 100)
+
+
+def _horizontal_projector(
+    action: AbstractGroupAction,
+    params: Params,
+    solver: lx.AbstractLinearSolver | None,
+) -> Callable[[Float[Array, " D"]], Float[Array, " D"]]:
+    """``w ↦ P_H w = w − T α``, ``α = argmin ‖T α − w‖``, for flat vectors ``w``.
+
+    ``lx.Cholesky()`` forms and checks the Gram matrix ``TᵀT`` (exact, refuses a
+    degenerate orbit); any other lineax solver solves the least-squares problem
+    with the matrix-free operator ``T`` (``lx.LSMR``, ``lx.Normal(lx.CG(...))``,
+    or ``lx.QR``/``lx.SVD``, which materialise it).
+    """
+    if solver is None:
+        solver = default_projection_solver(action.algebra_dim)
+    if not isinstance(solver, lx.AbstractLinearSolver):
+        raise TypeError(f"solver must be a lineax solver, got {solver!r}")
+    if isinstance(solver, lx.Cholesky):
+        tangents = orbit_tangents(action, params)
+        return lambda w: horizontal_project_matrix(tangents, w[:, None])[:, 0]
+    operator = orbit_tangent_operator(action, params)
+
+    def project(w):
+        alpha = lx.linear_solve(operator, w, solver).value
+        return w - operator.mv(alpha)
+
+    return project
+
+
 def horizontal_projection(
-    action: AbstractGroupAction, params: Params, vector: Params
+    action: AbstractGroupAction,
+    params: Params,
+    vector: Params,
+    *,
+    solver: lx.AbstractLinearSolver | None = None,
 ) -> Params:
     """Orthogonal projection of a tangent ``vector`` at ``params`` onto the
     horizontal space (the Euclidean orthogonal complement of the orbit tangents).
 
-    ``vector`` has the structure of ``params``; so has the result. A point whose
-    orbit tangents are linearly dependent raises an equinox runtime error.
+    ``vector`` has the structure of ``params``; so has the result. ``solver``
+    (a lineax solver) picks how the orbit part is removed; the default is
+    :func:`default_projection_solver`. With ``lx.Cholesky()`` (the default for
+    ``k <= 64``) a point whose orbit tangents are linearly dependent raises an
+    equinox runtime error; the matrix-free solvers return the projection onto
+    the complement of their span (charts refuse such points in ``lift``).
     Supports ``jit``, ``vmap`` and ``grad``.
     """
     flat, unravel = ravel_pytree(vector)
-    tangents = orbit_tangents(action, params)
-    return unravel(horizontal_project_matrix(tangents, flat[:, None])[:, 0])
+    return unravel(_horizontal_projector(action, params, solver)(flat))
 
 
 def _lift_and_jacobian(lift: Callable[[Point], Params], q: Point):
@@ -178,13 +251,20 @@ def quotient_metric(
 
 
 def quotient_metric_operator(
-    lift: Callable[[Point], Params], action: AbstractGroupAction, q: Point
+    lift: Callable[[Point], Params],
+    action: AbstractGroupAction,
+    q: Point,
+    *,
+    solver: lx.AbstractLinearSolver | None = None,
 ) -> lx.FunctionLinearOperator:
     """Matrix-free quotient metric ``v -> (P_H Dσ)ᵀ (P_H Dσ) v`` as a lineax operator.
 
-    One ``jvp`` and one ``vjp`` of ``lift`` per product, plus a ``k × k`` solve
-    with the orbit Gram matrix; never forms the ``(m, m)`` matrix. Tagged
-    symmetric positive semidefinite. Use for large charts (``m ~ 1e5``).
+    Per product: one ``jvp`` and one ``vjp`` of ``lift`` and one horizontal
+    projection (:func:`horizontal_projection`; ``solver`` as there). With the
+    default solver for ``k > 64`` nothing of size ``D × k`` or ``m × m`` is
+    formed: the orbit part is an LSMR least-squares solve with the orbit-tangent
+    operator. Tagged symmetric positive semidefinite. Use for
+    large charts (``m ~ 1e5``).
     """
     q = jnp.asarray(q)
     if q.ndim != 1:
@@ -195,12 +275,11 @@ def quotient_metric_operator(
         return ravel_pytree(params)[0], params
 
     _, vjp_fn, params = jax.vjp(flat_lift, q, has_aux=True)
-    tangents = orbit_tangents(action, params)
+    project = _horizontal_projector(action, params, solver)
 
     def matvec(v):
         _, jv = jax.jvp(lambda p: flat_lift(p)[0], (q,), (v,))
-        hv = horizontal_project_matrix(tangents, jv[:, None])[:, 0]
-        return vjp_fn(hv)[0]
+        return vjp_fn(project(jv))[0]
 
     return lx.FunctionLinearOperator(
         matvec,

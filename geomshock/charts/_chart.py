@@ -79,9 +79,14 @@ class AbstractQuotientChart(eqx.Module):
         Supports ``jit``, ``vmap`` over ``q`` and ``grad``."""
         return quotient_metric(self.lift, self.action, self.check_point(q))
 
-    def metric_operator(self, q: Point) -> lx.FunctionLinearOperator:
-        """Matrix-free metric at ``q`` as a lineax operator (for large ``dim``)."""
-        return quotient_metric_operator(self.lift, self.action, self.check_point(q))
+    def metric_operator(
+        self, q: Point, *, solver: lx.AbstractLinearSolver | None = None
+    ) -> lx.FunctionLinearOperator:
+        """Matrix-free metric at ``q`` as a lineax operator (for large ``dim``);
+        ``solver`` is passed to :func:`quotient_metric_operator`."""
+        return quotient_metric_operator(
+            self.lift, self.action, self.check_point(q), solver=solver
+        )
 
     def gauge(self, params: Params, key: PRNGKeyArray, scale: float = 0.5) -> Params:
         """Apply a random element ``exp(scale·ξ)``, ``ξ ~ N(0, I)``, of the

@@ -36,6 +36,10 @@ CHARTS = {
     "attention": (MultiHeadAttentionChart(d_model=3, heads=2, d_k=1, d_v=2), (4, 3)),
     "sorted-two-layer": (CanonicalOrderChart(TwoLayerReLUChart(3, 1)), (6, 1)),
     "sorted-mlp": (CanonicalOrderChart(ReLUMLPChart((1, 3, 1))), (6, 1)),
+    "sorted-cnn": (
+        CanonicalOrderChart(ReLUCNNChart((1, 3, 1), kernel_size=(2, 2))),
+        (2, 1, 3, 3),
+    ),
 }
 
 
@@ -307,3 +311,74 @@ def test_metric_operator_matches_dense_metric(chart):
     gv = jax.jit(lambda q, v: chart.metric_operator(q).mv(v))(q, v)
     dense = jax.jit(chart.metric)(q) @ v
     assert float(jnp.linalg.norm(gv - dense) / jnp.linalg.norm(dense)) < 1e-10
+
+
+@pytest.mark.parametrize(
+    "chart",
+    [ReLUMLPChart((3, 40, 40, 2)), MultiHeadAttentionChart(10, 3, 4, 4)],
+    ids=["mlp-k80", "attention-k96"],
+)
+def test_matrix_free_horizontal_projection_agrees_with_every_solver(chart):
+    import lineax as lx
+
+    from geomshock.charts import (
+        horizontal_projection,
+        orbit_tangent_operator,
+        orbit_tangents,
+    )
+
+    params = chart.lift(chart.project(random_params(chart, 21)))
+    action = chart.action
+    tangents = orbit_tangents(action, params)
+    materialised = lx.materialise(orbit_tangent_operator(action, params))
+    np.testing.assert_allclose(materialised.as_matrix(), tangents, atol=1e-14)
+    flat, unravel = ravel_pytree(params)
+    vector = unravel(jax.random.normal(jax.random.PRNGKey(22), flat.shape))
+    solvers = {
+        "default": None,
+        "cholesky": lx.Cholesky(),
+        "lsmr": lx.LSMR(rtol=1e-13, atol=1e-13),
+        "qr": lx.QR(),
+    }
+    out = {
+        name: ravel_pytree(
+            jax.jit(lambda p, v, s=s: horizontal_projection(action, p, v, solver=s))(
+                params, vector
+            )
+        )[0]
+        for name, s in solvers.items()
+    }
+    scale = jnp.linalg.norm(out["cholesky"])
+    for name, value in out.items():
+        assert float(jnp.linalg.norm(value - out["cholesky"]) / scale) < 1e-10, name
+        # horizontal: orthogonal to every orbit tangent
+        assert float(jnp.max(jnp.abs(tangents.T @ value))) < 1e-9 * scale, name
+    # the orbit part removed is a real fraction of the vector (not vacuous)
+    assert float(jnp.linalg.norm(out["default"] - flat)) > 1e-2 * scale
+
+
+def test_matrix_free_metric_operator_vmap_and_jvp():
+    chart = MultiHeadAttentionChart(10, 3, 4, 4)  # k = 96: matrix-free path
+    qs = jax.vmap(chart.project)(
+        jax.vmap(lambda s: random_params(chart, s))(jnp.arange(2))
+    )
+    v = jax.random.normal(jax.random.PRNGKey(23), qs.shape[1:])
+    mv = jax.jit(lambda q: chart.metric_operator(q).mv(v))
+    batched = jax.vmap(mv)(qs)
+    for i in range(2):
+        np.testing.assert_allclose(batched[i], mv(qs[i]), rtol=1e-10, atol=1e-12)
+    # d/dq (g(q) v) along a direction equals central differences
+    d = jax.random.normal(jax.random.PRNGKey(24), qs.shape[1:])
+    _, jvp = jax.jvp(mv, (qs[0],), (d,))
+    h = 1e-5
+    fd = (mv(qs[0] + h * d) - mv(qs[0] - h * d)) / (2 * h)
+    np.testing.assert_allclose(jvp, fd, rtol=1e-6, atol=1e-6 * jnp.max(jnp.abs(fd)))
+
+
+def test_projection_solver_must_be_a_lineax_solver():
+    from geomshock.charts import horizontal_projection
+
+    chart = ReLUMLPChart((2, 3, 1))
+    params = random_params(chart, 25)
+    with pytest.raises(TypeError, match="lineax solver"):
+        horizontal_projection(chart.action, params, params, solver="cg")
