@@ -19,6 +19,8 @@ from ._adapters import (
     flax_variables_from_params as flax_variables_from_params,
     mlp_chart_from_eqx as mlp_chart_from_eqx,
     mlp_chart_from_flax as mlp_chart_from_flax,
+    mlp_chart_from_nnx as mlp_chart_from_nnx,
+    nnx_mlp_from_params as nnx_mlp_from_params,
 )
 from ._attention import (
     HeadGL as HeadGL,

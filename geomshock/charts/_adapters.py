@@ -7,6 +7,13 @@ Mapping (documented so that users can check it against their model):
   ``nn.Dense(out)(x)``. Its ``variables["params"]`` holds ``Dense_0``,
   ``Dense_1``, … (ordered by their index) with ``kernel: (in, out)`` and
   ``bias: (out,)``; the chart's layer ``l`` is ``{"W": kernelᵀ, "b": bias}``.
+- ``flax.nnx``: any ``nnx.Module`` whose ``nnx.Linear`` submodules, in the
+  order ``nnx.iter_modules`` visits them (list index, then attribute name),
+  form a ReLU MLP (``nnx.Sequential(Linear, nnx.relu, …, Linear)`` or a module
+  looping over an ``nnx.List`` of ``Linear`` layers): layer ``l`` is
+  ``{"W": kernelᵀ, "b": bias}``. As the architecture cannot be read from the
+  graph, the adapter evaluates the model and the chart on a probe batch and
+  refuses a model that does not compute the same function.
 - ``eqx.nn.MLP`` with ``activation=jax.nn.relu`` and the identity final
   activation: layer ``l`` is ``{"W": layers[l].weight, "b": layers[l].bias}``.
   ``use_bias`` and ``use_final_bias`` must agree.
@@ -17,6 +24,7 @@ import re
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from ._layered import ReLUMLPChart
 
@@ -114,4 +122,66 @@ def eqx_mlp_from_params(model: eqx.nn.MLP, params) -> eqx.nn.MLP:
     if model.use_bias:
         biases = [layer["b"] for layer in params]
         model = eqx.tree_at(lambda m: [lin.bias for lin in m.layers], model, biases)
+    return model
+
+
+def _nnx_linears(model) -> list:
+    if not isinstance(model, nnx.Module):
+        raise ValueError(f"expected a flax.nnx.Module, got {type(model).__name__}")
+    linears = [m for _, m in nnx.iter_modules(model) if isinstance(m, nnx.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no nnx.Linear layers")
+    return linears
+
+
+def mlp_chart_from_nnx(model, *, probe_size: int = 8) -> tuple[ReLUMLPChart, tuple]:
+    """``(chart, params)`` for a ``flax.nnx`` ReLU MLP (see the module docstring).
+
+    The model and ``chart.apply(params, ·)`` are compared on ``probe_size``
+    random inputs; a different function (another activation, layers visited
+    out of order, skip connections) raises ``ValueError``.
+    """
+    linears = _nnx_linears(model)
+    biases = {lin.bias is not None for lin in linears}
+    if len(biases) != 1:
+        raise ValueError("either every nnx.Linear layer has a bias or none has")
+    sizes = [linears[0].in_features]
+    params = []
+    for i, lin in enumerate(linears):
+        if lin.in_features != sizes[-1]:
+            raise ValueError(
+                f"nnx.Linear layer {i} takes {lin.in_features} inputs but the "
+                f"previous layer gives {sizes[-1]}: not an MLP in visiting order"
+            )
+        sizes.append(lin.out_features)
+        entry = {"W": jnp.asarray(lin.kernel.get_value()).T}
+        if lin.bias is not None:
+            entry["b"] = jnp.asarray(lin.bias.get_value())
+        params.append(entry)
+    chart = ReLUMLPChart(tuple(int(s) for s in sizes), use_bias=biases.pop())
+    params = chart.check_params(tuple(params))
+    x = jax.random.normal(jax.random.PRNGKey(0), (probe_size, sizes[0]))
+    expected = jnp.asarray(model(x.astype(linears[0].kernel.get_value().dtype)))
+    got = chart.apply(params, x)
+    scale = 1.0 + float(jnp.max(jnp.abs(got)))
+    if expected.shape != got.shape or not bool(
+        jnp.all(jnp.abs(expected - got) <= 1e-4 * scale)
+    ):
+        raise ValueError(
+            f"{type(model).__name__} does not compute the ReLU MLP of its "
+            "nnx.Linear layers (in nnx.iter_modules order) on a probe batch"
+        )
+    return chart, params
+
+
+def nnx_mlp_from_params(model, params):
+    """A copy (``nnx.clone``) of ``model`` with the weights of chart ``params``."""
+    model = nnx.clone(model)
+    linears = _nnx_linears(model)
+    if len(linears) != len(params):
+        raise ValueError(f"expected {len(linears)} layers, got {len(params)}")
+    for lin, layer in zip(linears, params, strict=True):
+        lin.kernel.set_value(jnp.asarray(layer["W"]).T)
+        if lin.bias is not None:
+            lin.bias.set_value(jnp.asarray(layer["b"]))
     return model

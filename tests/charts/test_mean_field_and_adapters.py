@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
+from flax import nnx
 
 from geomshock.charts import (
     EmpiricalMeasure,
@@ -17,6 +18,8 @@ from geomshock.charts import (
     gaussian_mmd,
     mlp_chart_from_eqx,
     mlp_chart_from_flax,
+    mlp_chart_from_nnx,
+    nnx_mlp_from_params,
 )
 
 
@@ -142,3 +145,61 @@ def test_eqx_adapter_round_trips_real_model():
         )
     with pytest.raises(ValueError, match="expected an eqx.nn.MLP"):
         mlp_chart_from_eqx(eqx.nn.Linear(2, 2, key=jax.random.PRNGKey(0)))
+
+
+class NnxMLP(nnx.Module):
+    def __init__(self, sizes, *, rngs, activation=jax.nn.relu):
+        pairs = zip(sizes[:-1], sizes[1:], strict=True)
+        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in pairs])
+        self.activation = activation
+
+    def __call__(self, x):
+        for layer in self.layers[:-1]:
+            x = self.activation(layer(x))
+        return self.layers[-1](x)
+
+
+@pytest.mark.parametrize("kind", ["module", "sequential"])
+def test_nnx_adapter_round_trips_real_model(kind):
+    rngs = nnx.Rngs(12)
+    if kind == "module":
+        model = NnxMLP((3, 4, 4, 2), rngs=rngs)
+    else:
+        model = nnx.Sequential(
+            nnx.Linear(3, 4, rngs=rngs),
+            nnx.relu,
+            nnx.Linear(4, 4, rngs=rngs),
+            nnx.relu,
+            nnx.Linear(4, 2, rngs=rngs),
+        )
+    x = jax.random.normal(jax.random.PRNGKey(13), (9, 3))
+    chart, params = mlp_chart_from_nnx(model)
+    assert chart.layer_sizes == (3, 4, 4, 2)
+    # nnx keeps float32 parameters: compare at float32 precision
+    reference = model(x.astype(jnp.float32))
+    np.testing.assert_allclose(chart.apply(params, x), reference, rtol=1e-5, atol=1e-6)
+    moved = chart.gauge(params, jax.random.PRNGKey(14))
+    moved_model = nnx_mlp_from_params(model, moved)
+    np.testing.assert_allclose(
+        moved_model(x.astype(jnp.float32)), reference, rtol=1e-5, atol=1e-5
+    )
+    # the original model is untouched; the copy carries the gauge-moved weights
+    assert not np.allclose(
+        moved_model.layers[0].kernel[...], model.layers[0].kernel[...]
+    )
+    np.testing.assert_allclose(
+        chart.project(mlp_chart_from_nnx(moved_model)[1]),
+        chart.project(params),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def test_nnx_adapter_refuses_other_architectures():
+    rngs = nnx.Rngs(15)
+    with pytest.raises(ValueError, match="does not compute the ReLU MLP"):
+        mlp_chart_from_nnx(NnxMLP((3, 4, 2), rngs=rngs, activation=jnp.tanh))
+    with pytest.raises(ValueError, match="expected a flax.nnx.Module"):
+        mlp_chart_from_nnx(eqx.nn.Linear(2, 2, key=jax.random.PRNGKey(0)))
+    with pytest.raises(ValueError, match="no nnx.Linear layers"):
+        mlp_chart_from_nnx(nnx.Sequential(nnx.relu))
