@@ -22,17 +22,16 @@ against the orbit-tangent operator (the default above 64 generators); the
 matrix and a Cholesky solve (``solver=lx.Cholesky()``), the path that costs
 ``O(D k²)``, timed where it fits.
 
-XLA's multi-threaded Eigen pool is switched off (``XLA_FLAGS``) because jax 0.10
-on CPU intermittently deadlocks in it on the larger rows; both sides of every
-ratio run under the same setting.
+Importing geomshock first widens XLA's CPU pool (``NPROC``, see
+``geomshock/_runtime.py``): jaxlib 0.10's batched LAPACK kernels deadlock a
+2-worker pool, which hung earlier runs of the larger rows.
 """
 
-import os
 import sys
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+import jax
 
-import jax  # noqa: E402
+import geomshock  # noqa: F401  (before jax starts its CPU backend)
 
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402

@@ -1,9 +1,17 @@
 """geomshock: shock-wave theory and symmetry-reduced SGD, in JAX.
 
 The public API (see ``shared/API.md``) is re-exported here; nothing is computed.
+Importing geomshock widens XLA's CPU thread pool on jaxlib < 0.11.2 (unless
+``NPROC`` is set) to avoid a jaxlib deadlock; see ``geomshock/_runtime.py``.
 """
 
-from . import charts as charts, geometry as geometry, pde as pde, sde as sde
+from . import (
+    _runtime as _runtime,
+    charts as charts,
+    geometry as geometry,
+    pde as pde,
+    sde as sde,
+)
 from .geometry import (
     christoffel as christoffel,
     divergence as divergence,
