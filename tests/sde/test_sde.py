@@ -97,17 +97,19 @@ def _radial_sgd(keys, save_every=SAVE_EVERY):
 def ensembles():
     keys = jax.random.split(jax.random.key(0), 2 * SEEDS)
     sgd = _radial_sgd(keys[:SEEDS])
-    drift, covariance = quotient_coefficients(radial_loss, RADIAL, NOISE)
-    sde = solve_quotient_sde(
-        drift,
-        covariance,
-        Y0,
-        learning_rate=ETA,
-        t1=STEPS * ETA,
-        keys=keys[SEEDS:],
-        ts=sgd.ts,
+    sde, drift, covariance = _sde_like(
+        sgd, radial_loss, RADIAL, NOISE, Y0, ETA, STEPS, keys[SEEDS:]
     )
     return sgd, sde, (drift, covariance), keys[SEEDS:]
+
+
+def _sde_like(sgd, loss, chart, noise, y0, eta, steps, keys):
+    """The quotient SDE of ``loss``/``noise`` on ``chart``, saved at ``sgd.ts``."""
+    drift, covariance = quotient_coefficients(loss, chart, noise)
+    sde = solve_quotient_sde(
+        drift, covariance, y0, learning_rate=eta, t1=steps * eta, keys=keys, ts=sgd.ts
+    )
+    return sde, drift, covariance
 
 
 def test_projected_sgd_matches_exact_discrete_moments(ensembles):
@@ -405,16 +407,7 @@ def test_quotient_sde_matches_regauged_sgd_on_relu_chart():
         regauge=True,
         save_every=steps // 10,
     )
-    drift, covariance = quotient_coefficients(mse, chart, data)
-    sde = solve_quotient_sde(
-        drift,
-        covariance,
-        y0,
-        learning_rate=eta,
-        t1=steps * eta,
-        keys=keys[seeds:],
-        ts=sgd.ts,
-    )
+    sde, drift, _ = _sde_like(sgd, mse, chart, data, y0, eta, steps, keys[seeds:])
 
     @jax.vmap
     def local_bias(y):  # E_B[Φ(σ(y) − η∇L_B)] − (y − η b(y)): O(η²)
