@@ -16,10 +16,9 @@ import geomshock as gs  # noqa: E402
 from geomshock.geometry import laplace_beltrami_fd  # noqa: E402
 
 NUM_POINTS = 10_000
-# Points are evaluated in chunks (lax.map over vmapped blocks) on both sides: with
-# jax 0.10.2 a single 1e4-point vmap of the FD operator (batched LAPACK det/solve)
-# intermittently deadlocked the XLA CPU runtime at 0 % CPU on this machine.
-CHUNK = 1_000
+# One jitted vmap over all points on both sides. (With a 2-worker XLA pool the
+# FD side's batched LAPACK det/solve deadlocked jaxlib 0.10.2 every time at d = 4;
+# importing geomshock widens the pool first, see geomshock/_runtime.py.)
 STEPS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
 
 
@@ -43,7 +42,7 @@ def exact(q):
 
 
 def batched(pointwise):
-    return jax.jit(lambda points: jax.lax.map(pointwise, points, batch_size=CHUNK))
+    return jax.jit(jax.vmap(pointwise))
 
 
 def main():
