@@ -70,12 +70,18 @@ def orbit_tangents(action: AbstractGroupAction, params: Params) -> Float[Array, 
     of ``jax.flatten_util.ravel_pytree(params)``. Supports ``jit``, ``vmap`` and
     ``grad``.
     """
+    flat_orbit, xi0 = _flat_orbit(action, params)
+    return jax.jacfwd(flat_orbit)(xi0)
+
+
+def _flat_orbit(action: AbstractGroupAction, params: Params):
+    """``ξ ↦ ravel(tangent_map(ξ)·θ)`` and the algebra origin ``ξ = 0``."""
     xi0 = jnp.zeros((action.algebra_dim,), ravel_pytree(params)[0].dtype)
 
     def flat_orbit(xi):
         return ravel_pytree(action.act(params, action.tangent_map(xi)))[0]
 
-    return jax.jacfwd(flat_orbit)(xi0)
+    return flat_orbit, xi0
 
 
 def _checked_gram(tangents: Float[Array, "D k"]) -> Matrix:
@@ -132,14 +138,11 @@ def orbit_tangent_operator(
     ``vjp``. Columns of ``lx.materialise(T).as_matrix()`` are
     :func:`orbit_tangents`. Supports ``jit``, ``vmap`` and ``grad``.
     """
-    dtype = ravel_pytree(params)[0].dtype
-    xi0 = jnp.zeros((action.algebra_dim,), dtype)
-
-    def flat_orbit(xi):
-        return ravel_pytree(action.act(params, action.tangent_map(xi)))[0]
-
+    flat_orbit, xi0 = _flat_orbit(action, params)
     _, tangent = jax.linearize(flat_orbit, xi0)
-    return lx.FunctionLinearOperator(tangent, jax.ShapeDtypeStruct(xi0.shape, dtype))
+    return lx.FunctionLinearOperator(
+        tangent, jax.ShapeDtypeStruct(xi0.shape, xi0.dtype)
+    )
 
 
 def default_projection_solver(algebra_dim: int) -> lx.AbstractLinearSolver:
