@@ -138,15 +138,22 @@ def _circle_potential(y):
     return jnp.sin(y) + 0.3 * jnp.cos(2 * y)
 
 
-@pytest.fixture(scope="module")
-def circle_sweep():
+def _circle_field(num_nodes, num_x):
+    """``(ν, τ) -> u`` of ``_circle_potential`` on the 2π-circle, at ``num_x``
+    points of [−1, 7]; also returns those points, the nodes and the period."""
     period = 2 * np.pi
-    nodes = jnp.linspace(0.0, period, 256, endpoint=False)
-    x = jnp.linspace(-1.0, 7.0, 9)
+    nodes = jnp.linspace(0.0, period, num_nodes, endpoint=False)
+    x = jnp.linspace(-1.0, 7.0, num_x)
 
     def field(nu, tau):
         return local_entropy(_circle_potential, nu, tau, x, nodes=nodes, period=period)
 
+    return field, x, nodes, period
+
+
+@pytest.fixture(scope="module")
+def circle_sweep():
+    field, x, nodes, period = _circle_field(256, 9)
     return jax.jit(jax.vmap(field)), x, nodes, period
 
 
@@ -239,12 +246,7 @@ def test_vmap_over_nu_tau_grid_equals_loop(circle_sweep):
 def test_mixed_regime_sweeps_equal_loop_and_differentiate():
     # one vmapped sweep whose members need different kernel representations:
     # each runs under its own lax.cond on "some member needs it", members pick
-    period = 2 * np.pi
-    nodes = jnp.linspace(0.0, period, 128, endpoint=False)
-    x = jnp.linspace(-1.0, 7.0, 5)
-
-    def field(nu, tau):
-        return local_entropy(_circle_potential, nu, tau, x, nodes=nodes, period=period)
+    field, x, nodes, period = _circle_field(128, 5)
 
     nus, taus = jnp.array([0.3, 0.5]), jnp.array([0.02, 2.0, 20.0])
     spread = float(jnp.ptp(_circle_potential(nodes)))
