@@ -32,9 +32,15 @@ from ._hj_solve import (
     solve_hj as solve_hj,
 )
 from ._solver import (
+    AbstractAxis as AbstractAxis,
+    AbstractBurgersDiscretization as AbstractBurgersDiscretization,
+    AbstractSpectralAxis as AbstractSpectralAxis,
     FiniteDifference as FiniteDifference,
     IntegratingFactorRK as IntegratingFactorRK,
+    LineAxis as LineAxis,
     NeumannAxis as NeumannAxis,
     PeriodicAxis as PeriodicAxis,
     PseudoSpectral as PseudoSpectral,
+    SplitSpectralTerm as SplitSpectralTerm,
+    axis_from_nodes as axis_from_nodes,
 )

@@ -2,8 +2,11 @@
 
 from ._axes import (
     AbstractAxis as AbstractAxis,
+    AbstractSpectralAxis as AbstractSpectralAxis,
+    LineAxis as LineAxis,
     NeumannAxis as NeumannAxis,
     PeriodicAxis as PeriodicAxis,
+    axis_from_nodes as axis_from_nodes,
 )
 from ._burgers_space import (
     AbstractBurgersDiscretization as AbstractBurgersDiscretization,
