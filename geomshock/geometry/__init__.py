@@ -3,7 +3,9 @@ divergence and the Laplace–Beltrami operator."""
 
 from ._finite_difference import laplace_beltrami_fd as laplace_beltrami_fd
 from ._metric import (
+    check_metric as check_metric,
     inverse_metric as inverse_metric,
+    symmetry_rtol as symmetry_rtol,
     volume_density as volume_density,
 )
 from ._operators import (

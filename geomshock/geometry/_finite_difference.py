@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from .._custom_types import MetricFn, ScalarField
-from ._metric import check_metric, check_point, check_scalar_field
+from ._metric import check_metric_shape, check_point, check_scalar_field
 
 
 def laplace_beltrami_fd(f: ScalarField, metric: MetricFn, h: float) -> ScalarField:
@@ -24,7 +24,7 @@ def laplace_beltrami_fd(f: ScalarField, metric: MetricFn, h: float) -> ScalarFie
 
     def lap(q):
         q = check_point(q)
-        check_metric(metric, q)
+        check_metric_shape(metric, q)
         check_scalar_field(f, q)
         n = q.shape[0]
         steps = 0.5 * h * jnp.eye(n, dtype=q.dtype)

@@ -6,11 +6,12 @@ is not positive definite at a traced point fails through ``eqx.error_if``
 instead of propagating NaNs.
 """
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
+import numpy as np
 
+from .._checks import concrete, per_dtype, run_time_check
 from .._custom_types import Array, Matrix, MetricFn, Point, ScalarField
 
 
@@ -27,7 +28,7 @@ def check_point(q) -> Array:
     return q
 
 
-def check_metric(metric: MetricFn, q: Point) -> None:
+def check_metric_shape(metric: MetricFn, q: Point) -> None:
     """Static check that ``metric(q)`` has shape ``(n, n)`` for ``q`` of shape (n,)."""
     n = q.shape[0]
     out = jax.eval_shape(metric, q)
@@ -50,10 +51,62 @@ def check_scalar_field(f: ScalarField, q: Point) -> None:
         )
 
 
+def symmetry_rtol(dtype) -> float:
+    """Default relative symmetry tolerance of a metric: 1e-8 (float64), 1e-4 (float32).
+
+    Metrics formed as ``Jᵀ P J`` are symmetric to a few ulps of their largest
+    entry; a user metric that is not symmetric is typically off by O(1).
+    """
+    return per_dtype(dtype, float64=1e-8, float32=1e-4)
+
+
+def check_metric(g: Matrix, name: str = "metric", *, rtol: float | None = None):
+    """``g`` itself, after checking that it is symmetric to a relative tolerance.
+
+    ``max |g − gᵀ| ≤ rtol · max |g|`` with ``rtol`` from :func:`symmetry_rtol`
+    by default. A known (concrete) ``g`` raises ``ValueError``; a traced one
+    fails at run time through ``eqx.error_if``, so use the returned value.
+    Cholesky-based solvers read one triangle only and would otherwise accept a
+    non-symmetric matrix silently.
+
+    >>> import jax.numpy as jnp
+    >>> check_metric(jnp.eye(2)).shape
+    (2, 2)
+    >>> check_metric(jnp.array([[1.0, 0.5], [0.0, 1.0]]))
+    Traceback (most recent call last):
+    ...
+    ValueError: metric is not symmetric: max |g − gᵀ| = 0.5 ...
+    """
+    g = jnp.asarray(g)
+    if g.ndim != 2 or g.shape[0] != g.shape[1]:
+        raise ValueError(f"{name} must be a square matrix; got shape {g.shape}")
+    rtol = symmetry_rtol(g.dtype) if rtol is None else rtol
+    expected = (
+        f"expected a symmetric matrix (relative tolerance {rtol:g}); "
+        "symmetrize it, e.g. return 0.5 * (g + g.T)"
+    )
+    g_c = concrete(g)
+    if g_c is not None:
+        asym = float(np.max(np.abs(g_c - g_c.T), initial=0.0))
+        scale = float(np.max(np.abs(g_c), initial=0.0))
+        if asym > rtol * scale:
+            raise ValueError(
+                f"{name} is not symmetric: max |g − gᵀ| = {asym:.3g} with "
+                f"max |g| = {scale:.3g}; {expected}"
+            )
+        return g
+    bad = jnp.max(jnp.abs(g - g.T)) > rtol * jnp.max(jnp.abs(g))
+    return run_time_check(g, bad, f"{name} is not symmetric: {expected}")
+
+
 def cholesky(g: Matrix) -> Matrix:
-    """Lower Cholesky factor of an SPD matrix, failing loudly if it is not SPD."""
-    chol = jnp.linalg.cholesky(g)
-    return eqx.error_if(
+    """Lower Cholesky factor of a symmetric positive definite matrix.
+
+    Fails loudly (``ValueError`` now, ``eqx.error_if`` when traced) when ``g``
+    is not symmetric, and when the factorisation breaks down (not SPD).
+    """
+    chol = jnp.linalg.cholesky(check_metric(g))
+    return run_time_check(
         chol,
         ~jnp.all(jnp.isfinite(chol)),
         "metric is not symmetric positive definite (Cholesky failed) at this point",
@@ -89,7 +142,7 @@ def inverse_metric(metric: MetricFn) -> MetricFn:
 
     def g_inv(q):
         q = check_point(q)
-        check_metric(metric, q)
+        check_metric_shape(metric, q)
         chol = cholesky(metric(q))
         return cho_solve(chol, jnp.eye(q.shape[0], dtype=chol.dtype))
 
@@ -104,7 +157,7 @@ def volume_density(metric: MetricFn, *, log: bool = False) -> ScalarField:
 
     def density(q):
         q = check_point(q)
-        check_metric(metric, q)
+        check_metric_shape(metric, q)
         chol = cholesky(metric(q))
         log_density = jnp.sum(jnp.log(jnp.diagonal(chol)))
         return log_density if log else jnp.exp(log_density)

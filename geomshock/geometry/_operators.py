@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from .._custom_types import MetricFn, Point, ScalarField, VectorField
 from ._metric import (
-    check_metric,
+    check_metric_shape,
     check_point,
     check_scalar_field,
     cho_solve,
@@ -24,7 +24,7 @@ from ._metric import (
 
 def _prepare(metric: MetricFn, q, f: ScalarField | None = None) -> Point:
     q = check_point(q)
-    check_metric(metric, q)
+    check_metric_shape(metric, q)
     if f is not None:
         check_scalar_field(f, q)
     return q

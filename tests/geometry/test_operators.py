@@ -10,6 +10,8 @@ import sympy as sp
 
 import geomshock as gs
 
+from .._errors import RUNTIME_ERRORS, raises_eager_and_jit
+
 
 def sphere(q):
     return jnp.diag(jnp.stack([jnp.ones_like(q[0]), jnp.sin(q[0]) ** 2]))
@@ -334,3 +336,53 @@ def test_non_spd_metric_fails_loudly():
     # under plain jax.jit the same message surfaces through XLA's runtime error
     with pytest.raises(Exception, match="positive definite"):
         jax.block_until_ready(jax.jit(lap)(jnp.array([0.5, 0.5])))
+
+
+def _skewed(q):
+    """A non-symmetric "metric": SPD lower triangle, so Cholesky alone accepts it."""
+    return jnp.array([[1.0, 0.3], [0.0, 1.0]], dtype=q.dtype) * (1 + q[0] ** 2)
+
+
+_METRIC_FUNCTIONS = {
+    "laplace_beltrami": lambda m: gs.laplace_beltrami(lambda q: q[0] * q[1], m),
+    "christoffel": gs.christoffel,
+    "gradient": lambda m: gs.gradient(lambda q: q[0] * q[1], m),
+    "grad_norm_sq": lambda m: gs.geometry.grad_norm_sq(lambda q: q[0] * q[1], m),
+    "divergence": lambda m: gs.geometry.divergence(lambda q: q, m),
+    "inverse_metric": gs.geometry.inverse_metric,
+    "volume_density": gs.geometry.volume_density,
+}
+
+
+@pytest.mark.parametrize("name", sorted(_METRIC_FUNCTIONS))
+def test_non_symmetric_metric_refused_eager_jit_vmap(name):
+    op = _METRIC_FUNCTIONS[name](_skewed)
+    q = jnp.array([0.5, 0.5])
+    raises_eager_and_jit(op, q, match="metric is not symmetric")
+
+    # one bad member in a vmapped batch: the metric is symmetric except at q[1] > 1
+    def mostly_symmetric(q):
+        return jnp.where(q[1] > 1.0, _skewed(q), sphere(q))
+
+    batch = jnp.array([[0.5, 0.5], [0.7, 0.2], [0.6, 1.5]])
+    op = jax.jit(jax.vmap(_METRIC_FUNCTIONS[name](mostly_symmetric)))
+    with pytest.raises(RUNTIME_ERRORS, match="metric is not symmetric"):
+        jax.block_until_ready(op(batch))
+    jax.block_until_ready(op(batch[:2]))  # the good members alone pass
+
+
+def test_check_metric_relative_tolerance_follows_dtype():
+    from geomshock.geometry import check_metric, symmetry_rtol
+
+    assert symmetry_rtol(jnp.float64) == 1e-8
+    assert symmetry_rtol(jnp.float32) == 1e-4
+    # round-off-sized asymmetry of a large metric is accepted (relative, not absolute)
+    big = jnp.array([[1e6, 2.0], [2.0 + 1e-6, 3.0]])
+    np.testing.assert_array_equal(check_metric(big), big)
+    np.testing.assert_array_equal(jax.jit(check_metric)(big), big)
+    # float32 rounding of a symmetric product passes at the float32 default
+    j = jax.random.normal(jax.random.PRNGKey(0), (40, 3), dtype=jnp.float32)
+    gram = j.T @ j
+    check_metric(gram)
+    with pytest.raises(ValueError, match=r"max \|g − gᵀ\| = 0.3 with max \|g\| = 1"):
+        check_metric(jnp.array([[1.0, 0.3], [0.0, 1.0]]))
