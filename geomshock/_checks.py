@@ -272,3 +272,46 @@ def callable_arg(fn, name: str) -> Callable:
     if not callable(fn):
         raise ValueError(f"{name} must be callable; got {type(fn).__name__}")
     return fn
+
+
+def tie(x, *checked):
+    """``x``, made to depend on run-time-checked values so their checks survive jit.
+
+    For a checked value that does not otherwise enter the result (the ``start``
+    of a traced grid whose solver needs only its spacing): ``jit`` would delete
+    its ``error_if`` as dead code. Concrete values were checked already and are
+    ignored; a traced one turns ``x`` into NaN only if it is NaN itself.
+
+    >>> import jax, jax.numpy as jnp
+    >>> check = lambda s: run_time_check(s, s < 0, "start must be >= 0")
+    >>> float(jax.jit(lambda x, s: tie(x, check(s)))(1.0, 2.0))
+    1.0
+    """
+    for value in checked:
+        if not is_concrete(value):
+            x = jnp.where(jnp.any(jnp.isnan(value)), jnp.nan, x)
+    return x
+
+
+def raise_if(x, bad, message: str, error: type[Exception] = ValueError):
+    """Raise ``error(message)`` now when ``bad`` is known and true, else ``error_if``.
+
+    For checks on values a computation produced (``U`` at the nodes, a
+    resolution ratio): eagerly they are concrete and raise ``error`` (a
+    ``ValueError`` subclass by default); under ``jit``/``vmap`` the check runs
+    with the computation. Returns ``x``; the caller must use the result.
+
+    >>> import jax, jax.numpy as jnp
+    >>> raise_if(1.0, jnp.array(False), "never")
+    1.0
+    >>> raise_if(1.0, jnp.array(True), "U(nodes) is NaN")
+    Traceback (most recent call last):
+    ...
+    ValueError: U(nodes) is NaN
+    """
+    bad_c = concrete(bad)
+    if bad_c is not None:
+        if bool(np.any(bad_c)):
+            raise error(message)
+        return x
+    return run_time_check(x, jnp.any(bad), message)

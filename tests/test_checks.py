@@ -79,3 +79,15 @@ def test_warn_if_eager_and_jit():
     with pytest.warns(_checks.TruncatedDomainWarning, match="widen"):
         jax.block_until_ready(jax.jit(f)(2.0))
         jax.effects_barrier()
+
+
+def test_raise_if_eager_jit_and_vmap():
+    def f(x):
+        return _checks.raise_if(x * 2.0, x < 0, "x must be >= 0; got a negative x")
+
+    assert float(f(1.0)) == 2.0
+    raises_eager_and_jit(f, -1.0, match="x must be >= 0")
+    with pytest.raises(_checks.NonFiniteInputError, match="non-finite"):
+        _checks.raise_if(1.0, True, "non-finite input", _checks.NonFiniteInputError)
+    with pytest.raises(RUNTIME_ERRORS, match="x must be >= 0"):
+        jax.block_until_ready(jax.jit(jax.vmap(f))(jnp.array([1.0, -1.0])))

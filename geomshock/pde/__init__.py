@@ -2,6 +2,7 @@
 diffrax time-steppers for source-corrected Burgers and viscous Hamilton–Jacobi."""
 
 # --- exact solutions (part 2) ---
+from .._checks import TruncatedDomainWarning as TruncatedDomainWarning
 from ._hopf_cole import (
     burgers_hopf_cole as burgers_hopf_cole,
     first_order_semigroup as first_order_semigroup,

@@ -12,18 +12,24 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
+from .. import _checks
 from ..geometry import grad_norm_sq, laplace_beltrami
 from ._kernel import kernel_terms, periodic_mode
 from ._nodes import (
-    check_grids,
+    axis_nodes,
+    check_axes,
     check_points,
-    check_positive,
     check_potential,
+    is_multi,
+    non_finite_values,
 )
+from ._solver._axes import AbstractAxis
 
-Nodes = Float[ArrayLike, " N"] | tuple[Float[ArrayLike, " N"], ...]
+Grid = Float[ArrayLike, " N"] | AbstractAxis
+Nodes = Grid | tuple[Grid, ...]
 Period = float | None | tuple[float | None, ...]
 Real = Float[ArrayLike, ""]  # a real scalar (Python float or 0-d array)
 Points = Float[ArrayLike, "*k"] | Float[ArrayLike, "*k n"]
@@ -44,13 +50,42 @@ def _expand(a, axis: int, dim: int):
     return a.reshape(shape)
 
 
+def _end_tails(weights, total, dim: int, line_axes):
+    """Estimated weight beyond each end of each line axis, relative to the total.
+
+    The last two node masses ``p_end``, ``p_next`` along the axis extrapolate
+    the tail geometrically, ``p_end / (1 − p_end/p_next)`` (the end node
+    included; Gaussian tails decay faster, so this over-estimates), and ``inf``
+    when the weights grow towards the end. Shape ``(k, len(line_axes), 2)``.
+    """
+    if not line_axes:
+        return jnp.zeros((total.shape[0], 0, 2), total.dtype)
+    weights = jax.lax.stop_gradient(weights)
+    total = jax.lax.stop_gradient(total)
+    other = tuple(range(1, dim + 1))
+    tails = []
+    for axis in line_axes:
+        keep = tuple(a for a in other if a != axis + 1)
+        mass = jnp.sum(weights, axis=keep) if keep else weights
+        ends = []
+        for end, nxt in ((0, 1), (-1, -2)):
+            p_end, p_next = mass[:, end] / total, mass[:, nxt] / total
+            ratio = p_end / jnp.where(p_next > 0, p_next, 1.0)
+            decaying = (p_end == 0) | ((p_next > 0) & (ratio < 1))
+            safe = jnp.where(decaying, 1 - ratio, 1.0)
+            ends.append(jnp.where(decaying, p_end / safe, jnp.inf))
+        tails.append(jnp.stack(ends, axis=-1))
+    return jnp.stack(tails, axis=1)
+
+
 def _quadrature(nu, var, *, modes, U_nodes, x2, grids, spacings, periods):
-    """Trapezoid-rule Hopf–Cole: ``(u, τ v)`` at the points ``x2`` of shape (k, dim).
+    """Trapezoid-rule Hopf–Cole: ``(u, τ v, tails)`` at the points ``x2`` (k, dim).
 
     Weights ``p_j ∝ exp(quad_j − U_j/ν)·factor_j`` are normalised by hand:
     ``factor`` is bounded in ``(0, 3)``, so subtracting ``max(quad − U/ν)``
     keeps every exponent ≤ 0 and the sum ≥ its largest term (a logsumexp in
-    factored form, one exponential per node pair on the line).
+    factored form, one exponential per node pair on the line). ``tails`` is
+    :func:`_end_tails` on the line axes.
     """
     dim = len(grids)
     base = -U_nodes[None] / nu
@@ -82,20 +117,116 @@ def _quadrature(nu, var, *, modes, U_nodes, x2, grids, spacings, periods):
         jnp.sum(weighted(axis) * moment, axis=node_axes)
         for axis, moment in enumerate(moments)
     ]
-    return u, jnp.stack(first_moments, axis=-1) / total[:, None]
+    line_axes = [a for a, p in enumerate(periods) if p is None]
+    tails = _end_tails(weighted(None), total, dim, line_axes)
+    return u, jnp.stack(first_moments, axis=-1) / total[:, None], tails
 
 
-def _hopf_cole_core(U, nu, tau, x, nodes, period):
-    """``(u, v, restore)``: local entropy ``(k,)`` and gradient ``(k, dim)``."""
-    grids, spacings, periods = check_grids(nodes, period)
-    dim = len(grids)
-    multi = isinstance(nodes, tuple | list)
-    x2, restore = check_points(x, dim, multi)
+def _resolution(nu, tau, axes, name: str):
+    """``tau``, refused where the kernel ``sqrt(ντ)`` is narrower than a spacing.
+
+    The trapezoid rule on spacing ``h`` integrates a Gaussian of width ``σ``
+    with relative error ``≈ 2 exp(−2π²σ²/h²)`` (Poisson summation): ``6e-9`` at
+    ``σ = h``, below float64 rounding from ``σ ≈ 1.4 h``; below ``σ = h`` it
+    fails fast (one node carries the weight, and ``v`` jumps by ``h/τ``).
+    Known values raise ``ValueError`` now; traced ones are checked at run time
+    through the returned ``tau``.
+    """
+    for i, axis in enumerate(axes):
+        h = axis.spacing
+        where = f" along nodes[{i}]" if len(axes) > 1 else ""
+        head = f"{name}: the heat kernel is narrower than the node spacing{where}"
+        why = "so the trapezoid rule cannot resolve it and the result would be wrong"
+        nu_c, tau_c, h_c = (_checks.concrete(a) for a in (nu, tau, h))
+        if h_c is None:  # traced line nodes: their extent is not known now
+            fix = "use a node spacing ≤ sqrt(ν τ)"
+        else:
+            length = axis.period or float(h_c) * (axis.n - 1)
+            count = f"ceil({length:.6g} / sqrt(ν τ))" + ("" if axis.period else " + 1")
+            fix = f"use at least {count} nodes over the same interval (now {axis.n})"
+        if nu_c is None or tau_c is None or h_c is None:
+            bad = (tau > 0) & (nu * tau < jnp.asarray(h, dtype=tau.dtype) ** 2)
+            message = f"{head}: sqrt(ν τ) < h, {why}; {fix}, or a larger ν τ"
+            tau = _checks.run_time_check(tau, bad, message)
+            continue
+        var = float(nu_c) * float(tau_c)
+        if float(tau_c) > 0 and var < float(h_c) ** 2:
+            sigma = var**0.5
+            needed = -int(-length // sigma) + (axis.period is None)
+            raise ValueError(
+                f"{head}: sqrt(ν τ) = {sigma:.3g} < h = {float(h_c):.3g} (ν = "
+                f"{float(nu_c):.3g}, τ = {float(tau_c):.3g}), {why}; use at least "
+                f"{needed} nodes over the same interval (now {axis.n}), or a "
+                "larger ν τ"
+            )
+    return tau
+
+
+def _tail_tolerance(dtype) -> float:
+    """Estimated truncated mass (relative) above which the line grid is too short."""
+    return _checks.per_dtype(dtype, float64=1e-7, float32=1e-4)
+
+
+def _hopf_cole_core(U, nu, tau, x, nodes, period, name):
+    """``(u, v, restore, dim)``: local entropy ``(k,)`` and gradient ``(k, dim)``."""
+    axes = check_axes(nodes, period)
+    dim = len(axes)
+    x2, restore = check_points(x, dim, is_multi(nodes))
     check_potential(U, dim, x2.dtype)
-    nu = check_positive(nu, "nu", allow_zero=False)
-    tau = check_positive(tau, "tau", allow_zero=True)
-    u, v = _hopf_cole_jit(U, nu, tau, x2, grids, spacings, periods)
+    nu = _checks.positive_scalar(nu, "nu")
+    tau = _checks.positive_scalar(tau, "tau", allow_zero=True)
+    tau = _resolution(nu, tau, axes, name)
+    grids = axis_nodes(nodes, axes, x2.dtype)
+    spacings = tuple(a.spacing for a in axes)
+    periods = tuple(a.period for a in axes)
+    u, v, bad_U, tails = _hopf_cole_jit(U, nu, tau, x2, grids, spacings, periods)
+    out = _checks.raise_if(
+        (u, v), bad_U, non_finite_values("U(nodes)"), _checks.NonFiniteInputError
+    )
+    if tails.shape[1]:
+        out = _truncation_warning(out, tails, axes, nu, tau, x2, name)
+    u, v = out
     return u, v, restore, dim
+
+
+def _truncation_warning(out, tails, axes, nu, tau, x2, name: str):
+    """Warn (:class:`TruncatedDomainWarning`) when line weights reach a grid end."""
+    tol = _tail_tolerance(x2.dtype)
+    line = [a for a, axis in enumerate(axes) if axis.period is None]
+    known = [_checks.concrete(v) for v in (tails, nu, tau, x2)]
+    ends = []
+    if known[0] is not None:
+        for j, a in enumerate(line):
+            nodes = np.asarray(axes[a].nodes())
+            for side, label in ((0, "lower"), (1, "upper")):
+                worst = float(np.max(known[0][:, j, side]))
+                if worst > tol:
+                    mass = (
+                        f"≈ {worst:.2g} of the total"
+                        if worst < 0.5
+                        else "most of it: the weights grow towards that end"
+                    )
+                    ends.append(
+                        f"the {label} end {nodes[-side]:.6g} of nodes"
+                        f"{f'[{a}]' if len(axes) > 1 else ''} (truncated weight "
+                        f"{mass})"
+                    )
+        if not ends:
+            return out
+    reach = ""
+    if known[1] is not None and known[2] is not None:
+        width = 12 * float(np.sqrt(float(known[1]) * float(known[2])))
+        reach = f" = {width:.3g}"
+    where = "; ".join(ends) if ends else "an end of the line grid"
+    message = (
+        f"{name}: the quadrature domain is too small: the Hopf–Cole weights "
+        f"put mass at {where}, so the result is truncated (wrong). Extend the "
+        f"nodes past that end, keeping the spacing, by at least 12·sqrt(ν τ)"
+        f"{reach} beyond the evaluation points x and the characteristic feet "
+        "x − τ U'(x), until this warning stops (or pass period= for periodic data)"
+    )
+    bad = jnp.any(tails > tol)
+    return _checks.warn_if(out, bad, message, _checks.TruncatedDomainWarning)
 
 
 @jax.custom_batching.custom_vmap
@@ -119,10 +250,25 @@ def _present_anywhere_vmap(axis_size, in_batched, flags):
     return _present_anywhere(flags), False
 
 
-def _skipped(nu, var, *, x2):
+def _skipped(nu, var, *, x2, lines):
     """Stand-in for a representation no batch member needs (never selected)."""
     del nu, var
-    return jnp.zeros(x2.shape[:1], x2.dtype), jnp.zeros(x2.shape, x2.dtype)
+    k, dim = x2.shape
+    zeros = jnp.zeros((k,), x2.dtype), jnp.zeros((k, dim), x2.dtype)
+    return *zeros, jnp.zeros((k, lines, 2), x2.dtype)
+
+
+def _initial_rate(U, nu, dim: int):
+    """``∂_τ u`` at ``τ = 0⁺``, the PDE's right-hand side ``−½|∇U|² + (ν/2)ΔU``."""
+
+    def rate(p):
+        if dim == 1:
+            return -0.5 * jax.grad(U)(p) ** 2 + 0.5 * nu * jax.grad(jax.grad(U))(p)
+        return -0.5 * jnp.sum(jax.grad(U)(p) ** 2) + 0.5 * nu * jnp.trace(
+            jax.hessian(U)(p)
+        )
+
+    return rate
 
 
 # Compiled once per potential, grid shapes and periods, so that eager calls are
@@ -134,6 +280,7 @@ def _hopf_cole_jit(U, nu, tau, x2, grids, spacings, periods):
     tau_safe = jnp.where(positive, tau, 1.0)
     var = nu * tau_safe
     U_nodes = _potential_on_grid(U, grids)
+    bad_U = ~jnp.all(jnp.isfinite(U_nodes))
     # One fused computation per combination of kernel representations on the
     # periodic axes (nearest image, image sum, Fourier series). Each runs under
     # its own lax.cond on whether *any* batch member needs it (see
@@ -150,8 +297,8 @@ def _hopf_cole_jit(U, nu, tau, x2, grids, spacings, periods):
         index = 3 * index + mode
     combos = list(itertools.product(range(3), repeat=len(periodic)))
     present = _present_anywhere(jnp.arange(len(combos)) == index)
-    u = jnp.zeros(x2.shape[:1], x2.dtype)
-    v = jnp.zeros(x2.shape, x2.dtype)
+    lines = dim - len(periodic)
+    u, v, tails = _skipped(nu, var, x2=x2, lines=lines)
     for i, combo in enumerate(combos):
         chosen = dict(zip(periodic, combo, strict=True))
         modes = tuple(chosen.get(a, 0) for a in range(dim))
@@ -165,17 +312,26 @@ def _hopf_cole_jit(U, nu, tau, x2, grids, spacings, periods):
             periods=periods,
         )
         if len(combos) == 1:  # the line (or no periodic axis): nothing to pick
-            u, v = branch(nu, var)
+            u, v, tails = branch(nu, var)
             break
-        skip = functools.partial(_skipped, x2=x2)
-        u_i, v_i = jax.lax.cond(present[i], jax.checkpoint(branch), skip, nu, var)
-        u, v = jnp.where(index == i, u_i, u), jnp.where(index == i, v_i, v)
+        skip = functools.partial(_skipped, x2=x2, lines=lines)
+        out_i = jax.lax.cond(present[i], jax.checkpoint(branch), skip, nu, var)
+        u, v, tails = (
+            jnp.where(index == i, new, old)
+            for new, old in zip(out_i, (u, v, tails), strict=True)
+        )
     v = v / tau_safe
 
+    # τ = 0 is U itself. The term τ·(∂_τ u at 0⁺) added to it vanishes there
+    # but makes ∂/∂τ the PDE's right derivative (the quadrature branch runs at
+    # τ = 1 instead and is discarded, so it cannot carry one).
     pointwise = x2[:, 0] if dim == 1 else x2
-    U_x = jax.vmap(U)(pointwise)
-    dU_x = jax.vmap(jax.grad(U))(pointwise).reshape(v.shape)
-    return jnp.where(positive, u, U_x), jnp.where(positive, v, dU_x)
+    rate = _initial_rate(U, nu, dim)
+    U_x = jax.vmap(U)(pointwise) + tau * jax.vmap(rate)(pointwise)
+    dU_x = jax.vmap(jax.grad(U))(pointwise) + tau * jax.vmap(jax.grad(rate))(pointwise)
+    initial = U_x, dU_x.reshape(v.shape)
+    u, v = (jnp.where(positive, a, b) for a, b in zip((u, v), initial, strict=True))
+    return u, v, bad_U, tails
 
 
 def local_entropy(
@@ -190,11 +346,21 @@ def local_entropy(
         u = −ν logsumexp_j [log k_{ντ}(x − y_j) − U(y_j)/ν] − ν log h,
 
     all in the log domain, so ``ν`` down to ``1e-4`` and below gives finite,
-    correct values where ``e^{−U/ν}`` itself would under- or overflow. The
-    trapezoid rule is spectrally accurate once the kernel width ``sqrt(ντ)``
-    spans a few node spacings (and, on the line, the nodes reach far enough that
-    the weights at their ends are negligible). ``u`` solves the viscous
-    Hamilton–Jacobi equation ``∂_τ u + ½|∇u|² = (ν/2) Δu``, ``u(0) = U``.
+    correct values where ``e^{−U/ν}`` itself would under- or overflow. ``u``
+    solves the viscous Hamilton–Jacobi equation ``∂_τ u + ½|∇u|² = (ν/2) Δu``,
+    ``u(0) = U``; at ``τ = 0`` its ``τ``-derivative is that equation's right
+    derivative ``−½|∇U|² + (ν/2)ΔU``.
+
+    Accuracy, and what is refused: the trapezoid rule integrates the kernel
+    with relative error ``≈ 2 exp(−2π² ντ/h²)`` (``6e-9`` at ``sqrt(ντ) = h``,
+    rounding from ``1.4 h`` on). A kernel narrower than the spacing,
+    ``sqrt(ντ) < h`` with ``τ > 0``, cannot be resolved: a ``ValueError``
+    saying how many nodes are needed (a run-time error under ``jit``). On the
+    line the nodes must reach far enough that the weights at their ends are
+    negligible; when the estimated truncated weight exceeds ``1e-7`` (float64;
+    ``1e-4`` in float32) a :class:`geomshock.pde.TruncatedDomainWarning` says which
+    end to extend and by how much (also under ``jit``, from a host callback).
+    NaN or inf values of ``U`` on the nodes raise a "non-finite input" error.
 
     Args:
         U: the potential, ``scalar -> scalar`` (or ``(n,) -> scalar`` with
@@ -204,7 +370,12 @@ def local_entropy(
         x: evaluation points: shape ``()`` or ``(k,)`` for a 1-D grid of nodes;
             ``(n,)`` or ``(k, n)`` when ``nodes`` is a tuple of ``n`` grids.
         nodes: a uniform 1-D grid, or a tuple of them (tensor-product grid,
-            flat ``R^n`` or torus).
+            flat ``R^n`` or torus). Each grid may also be an axis
+            (:class:`~geomshock.pde.LineAxis`, :class:`~geomshock.pde.PeriodicAxis`,
+            any :class:`~geomshock.pde.AbstractAxis`), which carries its own
+            period. Concrete grids are checked now (``ValueError``), traced
+            ones (under ``jit``) when the computation runs: uniform,
+            increasing, and one period with the endpoint excluded.
         period: ``None`` (the line) or ``P``: then ``nodes`` is exactly one
             period ``[a, a + P)`` with the endpoint excluded, and all periodic
             images are summed through the wrapped kernel (exact for any width,
@@ -236,7 +407,7 @@ def local_entropy(
         >>> bool(jnp.abs(u[0] - (0.25 + 0.05 * jnp.log(2.0))) < 1e-10)
         True
     """
-    u, _, restore, _ = _hopf_cole_core(U, nu, tau, x, nodes, period)
+    u, _, restore, _ = _hopf_cole_core(U, nu, tau, x, nodes, period, "local_entropy")
     return restore(u)
 
 
@@ -264,9 +435,17 @@ def burgers_hopf_cole(
         >>> U = lambda y: jnp.cos(jnp.pi * y) / jnp.pi
         >>> v = lambda s: burgers_hopf_cole(U, 0.02 / jnp.pi, 1.6037 / jnp.pi,
         ...                                 s, nodes=nodes, period=2.0)
-        >>> slope = jax.grad(v)(0.0)   # ≈ −152.005161576
+        >>> slope = jax.grad(v)(0.0)   # published: −152.005161576
+        >>> round(float(slope), 6)
+        -152.005162
+        >>> from geomshock.pde import PeriodicAxis
+        >>> float(v(0.5)) == float(burgers_hopf_cole(U, 0.02 / jnp.pi, 1.6037 / jnp.pi,
+        ...     0.5, nodes=PeriodicAxis(-1.0, 2.0, 2048)))  # an axis as nodes
+        True
     """
-    _, v, restore, dim = _hopf_cole_core(U, nu, tau, x, nodes, period)
+    _, v, restore, dim = _hopf_cole_core(
+        U, nu, tau, x, nodes, period, "burgers_hopf_cole"
+    )
     return restore(v[:, 0] if dim == 1 else v)
 
 
@@ -277,22 +456,24 @@ def first_order_semigroup(
     x: Float[ArrayLike, "*k"] | Float[ArrayLike, "*k n"],
     *,
     metric: Callable | None = None,
-    half: bool = True,
+    convention: _checks.HeatConvention = "theorem",
 ) -> Float[Array, "*k"]:
     r"""The paper's first-order baseline ``u ≈ −ν log(φ + c ντ Δφ)``, ``φ = e^{−U/ν}``.
 
     Sec. 3.1 of the paper replaces the semigroup by its first-order Taylor
-    polynomial. With ``half=True`` (default) ``c = ½``, matching
-    ``P_{ντ} = exp((ντ/2)Δ)`` used everywhere in geomshock; ``half=False``
-    gives ``c = 1``, i.e. ``exp(ντ Δ)`` exactly as printed in Sec. 3.1.
-    Using ``Δφ = φ (|∇U|²/ν² − ΔU/ν)`` it is evaluated without forming ``φ``:
+    polynomial. ``convention="theorem"`` (default) gives ``c = ½``, matching
+    ``P_{ντ} = exp((ντ/2)Δ)`` used everywhere in geomshock;
+    ``convention="as_printed"`` gives ``c = 1``, i.e. ``exp(ντ Δ)`` exactly as
+    printed in Sec. 3.1. Using ``Δφ = φ (|∇U|²/ν² − ΔU/ν)`` it is evaluated
+    without forming ``φ``:
 
         u = U − ν log(1 + c τ (|∇U|²/ν − ΔU)),
 
     with ``∇``, ``Δ`` by autodiff (flat, or of ``metric`` through
     :func:`geomshock.geometry.laplace_beltrami`). Where the first-order ``w``
-    is not positive the scheme has broken down and ``u = +inf`` (reported,
-    never a NaN). Compare with :func:`local_entropy` for its error.
+    is not positive the scheme has broken down and ``u = +inf`` (its one
+    breakdown value, never a NaN). Compare with :func:`local_entropy` for its
+    error.
 
     Args:
         U: ``scalar -> scalar`` (``x`` of shape ``()``/``(k,)``) or
@@ -300,13 +481,23 @@ def first_order_semigroup(
             ``metric`` or uses the identity metric).
         nu, tau: ``ν > 0``, ``τ ≥ 0``.
         metric: optional ``q -> g(q)`` for ``n``-D points.
+        convention: ``"theorem"`` (``c = ½``) or ``"as_printed"`` (``c = 1``).
 
     Supports ``jit``, ``vmap`` over ``nu``, ``tau``, ``x`` and ``grad``.
+
+    Example (``U = y²/2``: ``u = U − ν log(1 + cτ(y²/ν − 1))``):
+        >>> import jax.numpy as jnp
+        >>> u = first_order_semigroup(lambda y: 0.5 * y**2, 0.5, 0.1, jnp.array([0.0]))
+        >>> round(float(u[0]), 12) == round(-0.5 * float(jnp.log(0.95)), 12)
+        True
+        >>> first_order_semigroup(lambda y: 5 * y**2, 0.1, 0.5, 0.0,
+        ...                       convention="as_printed")  # 1 − 5 < 0: broken down
+        Array(inf, dtype=float64)
     """
-    nu = check_positive(nu, "nu", allow_zero=False)
-    tau = check_positive(tau, "tau", allow_zero=True)
-    x = jnp.asarray(x, dtype=jnp.zeros(()).dtype)
-    scale = 0.5 if half else 1.0
+    scale = _checks.heat_factor(convention)
+    nu = _checks.positive_scalar(nu, "nu")
+    tau = _checks.positive_scalar(tau, "tau", allow_zero=True)
+    x = jnp.asarray(_checks.finite_array(x, "x"), dtype=_checks.default_float())
     one_d = metric is None and x.ndim <= 1
     if one_d:
         check_potential(U, 1, x.dtype)

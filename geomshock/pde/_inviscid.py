@@ -16,13 +16,15 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float
 
+from .. import _checks
 from ._kernel import reduce_periodic
-from ._nodes import check_grid, check_points, check_positive, check_potential
-from ._shock import _refine_minimum
+from ._nodes import check_points, check_potential, non_finite_values
+from ._shock import _refine_minimum, line_axis
+from ._solver._axes import AbstractAxis
 
 ScalarLike = Float[ArrayLike, ""]
 Points1D = Float[ArrayLike, "*k"]
-Grid = Float[ArrayLike, " N"]
+Grid = Float[ArrayLike, " N"] | AbstractAxis
 Period = float | None
 
 
@@ -58,11 +60,18 @@ class Shocks(eqx.Module):
 
 
 def _prepare(U, tau, x, nodes, period):
-    grid, spacing = check_grid(nodes, period)
+    axis, grid = line_axis(nodes, period)
     x2, restore = check_points(x, 1, multi=False)
     check_potential(U, 1, x2.dtype)
-    tau = check_positive(tau, "tau", allow_zero=True)
-    return grid, spacing, x2[:, 0], restore, tau
+    tau = _checks.positive_scalar(tau, "tau", allow_zero=True)
+    return grid, axis.spacing, axis.period, x2[:, 0], restore, tau
+
+
+def _checked(out, bad_U):
+    """``out`` with the "non-finite U(nodes)" check attached (raised now if known)."""
+    return _checks.raise_if(
+        out, bad_U, non_finite_values("U(nodes)"), _checks.NonFiniteInputError
+    )
 
 
 def _objective(U, x, tau):
@@ -77,7 +86,8 @@ def _solve(U, tau, x, grid, spacing, period):
     d = x[:, None] - grid[None, :]
     if period is not None:
         d = reduce_periodic(d, period)
-    cost = jax.vmap(U)(grid)[None, :] + d**2 / (2 * tau_safe)
+    U_grid = jax.vmap(U)(grid)
+    cost = U_grid[None, :] + d**2 / (2 * tau_safe)
     best = jnp.argmin(cost, axis=1)
     start = grid[best]
     # the image of the best node nearest to x, so the objective is smooth there
@@ -90,11 +100,22 @@ def _solve(U, tau, x, grid, spacing, period):
     foot = foot + (x - x_local)  # back to the frame of x (a period shift)
     value = jax.vmap(lambda xi, y: _objective(U, xi, tau_safe)(y))(x, foot)
     velocity = (x - foot) / tau_safe
-    return LaxOleinik(
-        value=jnp.where(positive, value, jax.vmap(U)(x)),
-        velocity=jnp.where(positive, velocity, jax.vmap(jax.grad(U))(x)),
-        foot=jnp.where(positive, foot, x),
+    # τ = 0 is the initial data; the added τ·(∂_τ at 0⁺) terms vanish there but
+    # give the right derivatives of ∂_τ u + ½ u_x² = 0 (u_τ = −½U'², v_τ =
+    # −U'U'', y*_τ = −U'); the minimisation runs at τ = 1 and is discarded.
+    slope = jax.vmap(jax.grad(U))(x)
+    curvature = jax.vmap(jax.grad(jax.grad(U)))(x)
+    initial = (
+        jax.vmap(U)(x) - 0.5 * tau * slope**2,
+        slope - tau * slope * curvature,
+        x - tau * slope,
     )
+    value, velocity, foot = (
+        jnp.where(positive, a, b)
+        for a, b in zip((value, velocity, foot), initial, strict=True)
+    )
+    bad_U = ~jnp.all(jnp.isfinite(U_grid))
+    return LaxOleinik(value=value, velocity=velocity, foot=foot), bad_U
 
 
 def lax_oleinik(
@@ -115,8 +136,8 @@ def lax_oleinik(
     and ``tau`` away from shocks (the envelope theorem makes the value
     differentiable everywhere except exactly at a shock).
     """
-    grid, spacing, flat, restore, tau = _prepare(U, tau, x, nodes, period)
-    sol = _solve(U, tau, flat, grid, spacing, period)
+    grid, spacing, period, flat, restore, tau = _prepare(U, tau, x, nodes, period)
+    sol = _checked(*_solve(U, tau, flat, grid, spacing, period))
     return LaxOleinik(
         value=restore(sol.value),
         velocity=restore(sol.velocity),
@@ -187,16 +208,16 @@ def shock_positions(
     Returns:
         :class:`Shocks` with one entry per interval of ``x``.
     """
-    grid, spacing, flat, _, tau = _prepare(U, tau, x, nodes, period)
+    grid, spacing, period, flat, _, tau = _prepare(U, tau, x, nodes, period)
     if flat.shape[0] < 2:
         raise ValueError(f"x must hold at least 2 points; got {flat.shape[0]}")
-    return _shocks(U, tau, flat, grid, spacing, period)
+    return _checked(*_shocks(U, tau, flat, grid, spacing, period))
 
 
 @eqx.filter_jit
 def _shocks(U, tau, flat, grid, spacing, period):
     tau_safe = jnp.where(tau > 0, tau, 1.0)
-    sol = _solve(U, tau, flat, grid, spacing, period)
+    sol, bad_U = _solve(U, tau, flat, grid, spacing, period)
     curvature = jax.vmap(jax.grad(jax.grad(U)))(sol.foot)
     stretch = 1 + tau_safe * curvature
     dx = jnp.diff(flat)
@@ -234,4 +255,4 @@ def _shocks(U, tau, flat, grid, spacing, period):
         ),
         foot_left=jnp.where(mask, y_l, sol.foot[:-1]),
         foot_right=jnp.where(mask, y_r, sol.foot[1:]),
-    )
+    ), bad_U

@@ -1,85 +1,40 @@
-"""Input checks shared by the exact solutions: grids, periods, ν, τ, points.
+"""Boundary checks shared by the exact solutions: grids as axes, points, potentials.
 
-Static problems raise ``ValueError`` at trace time; values that are only known
-under ``jit`` are checked with ``eqx.error_if``.
+Grids come in as the API's ``nodes=`` / ``period=`` keywords (arrays, or axes
+directly) and leave as :class:`~geomshock.pde.AbstractAxis` objects, validated
+once by :func:`~geomshock.pde.axis_from_nodes` (a ``ValueError`` for concrete
+nodes, a run-time check threaded through the axis for traced ones). Scalars and
+arrays are checked by :mod:`geomshock._checks`.
 """
 
 from collections.abc import Sequence
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from .. import _checks
+from ._solver._axes import AbstractAxis, axis_from_nodes
 
 
-def _is_traced(x) -> bool:
-    return isinstance(x, jax.core.Tracer)
+def _axis(nodes, period, name: str) -> AbstractAxis:
+    if isinstance(nodes, AbstractAxis) and period is None:
+        return nodes  # an axis carries its own period
+    return axis_from_nodes(nodes, period, name=name)
 
 
-def _float_dtype():
-    return jnp.zeros(()).dtype
+def check_axes(nodes, period) -> tuple[AbstractAxis, ...]:
+    """``nodes`` (a grid, an axis, or a tuple of them) as a tuple of axes.
 
-
-def check_grid(nodes, period, name: str = "nodes"):
-    """A 1-D uniform grid as an array; with ``period``, exactly one period.
-
-    Returns ``(nodes, spacing)``; ``spacing`` is a Python float when the nodes
-    are concrete and a traced scalar otherwise (then no value checks run).
+    ``period`` is one value (or ``None``) for every dimension, or one per
+    dimension; an axis passed as a node set may omit it.
     """
-    if period is not None:
-        if not isinstance(period, int | float) or not np.isfinite(period):
-            raise ValueError(
-                f"period must be a positive Python float or None; got {period!r}"
-            )
-        if period <= 0:
-            raise ValueError(f"period must be positive; got {period}")
-    if _is_traced(nodes):
-        if nodes.ndim != 1 or nodes.shape[0] < 2:
-            raise ValueError(
-                f"{name} must be a 1-D grid of at least 2 points; got shape "
-                f"{nodes.shape}"
-            )
-        return nodes, nodes[1] - nodes[0]
-    arr = np.asarray(nodes)
-    if arr.ndim != 1 or arr.shape[0] < 2:
-        raise ValueError(
-            f"{name} must be a 1-D grid of at least 2 points; got shape {arr.shape}"
-        )
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite")
-    n = arr.shape[0]
-    spacing = (arr[-1] - arr[0]) / (n - 1)
-    eps = np.finfo(np.asarray(nodes).dtype).eps if arr.dtype.kind == "f" else 0.0
-    eps = max(eps, np.finfo(np.float64).eps)
-    tol = 1e-6 * abs(spacing) + 64 * eps * np.max(np.abs(arr))
-    gaps = np.diff(arr)
-    if spacing <= 0 or np.max(np.abs(gaps - spacing)) > tol:
-        raise ValueError(
-            f"{name} must be a uniform increasing grid; got spacings between "
-            f"{gaps.min():.6g} and {gaps.max():.6g}"
-        )
-    if period is not None and abs(n * spacing - period) > n * tol:
-        hint = (
-            " (it looks like the endpoint a + P was included: drop it)"
-            if abs((n - 1) * spacing - period) <= n * tol
-            else ""
-        )
-        raise ValueError(
-            f"with period={period}, {name} must cover exactly one period "
-            f"[a, a + P) with the endpoint excluded (spacing P/N); got {n} nodes "
-            f"from {arr[0]:.6g} to {arr[-1]:.6g} with spacing {spacing:.6g}, "
-            f"i.e. N·spacing = {n * spacing:.6g}{hint}"
-        )
-    return jnp.asarray(nodes, dtype=_float_dtype()), float(spacing)
-
-
-def check_grids(nodes, period):
-    """``nodes`` as a tuple of 1-D grids (one per dimension) and their periods."""
     if isinstance(nodes, Sequence) and not isinstance(nodes, str):
         grids = tuple(nodes)
         if not grids:
-            raise ValueError("nodes must be a 1-D grid or a non-empty tuple of them")
+            raise ValueError(
+                "nodes must be a 1-D grid, an axis, or a non-empty tuple of them; "
+                "got an empty sequence"
+            )
     else:
         grids = (nodes,)
     dim = len(grids)
@@ -92,22 +47,41 @@ def check_grids(nodes, period):
             )
     else:
         periods = (period,) * dim
-    checked = [
-        check_grid(g, p, name=f"nodes[{i}]" if dim > 1 else "nodes")
+    return tuple(
+        _axis(g, p, f"nodes[{i}]" if dim > 1 else "nodes")
         for i, (g, p) in enumerate(zip(grids, periods, strict=True))
-    ]
-    grids = tuple(g for g, _ in checked)
-    spacings = tuple(h for _, h in checked)
-    return grids, spacings, periods
+    )
+
+
+def is_multi(nodes) -> bool:
+    """Whether ``nodes`` is a tuple of grids (points then carry a last axis)."""
+    return isinstance(nodes, Sequence) and not isinstance(nodes, str)
+
+
+def axis_nodes(nodes, axes: tuple[AbstractAxis, ...], dtype) -> tuple:
+    """The node arrays of ``axes`` in ``dtype``, as the user gave them.
+
+    Concrete arrays are used as given (validated already); traced ones are tied
+    to their axis' run-time check (:func:`geomshock._checks.tie`), and an axis
+    passed as a node set gives its own nodes.
+    """
+    given = tuple(nodes) if is_multi(nodes) else (nodes,)
+    out = []
+    for g, axis in zip(given, axes, strict=True):
+        if isinstance(g, AbstractAxis):
+            out.append(jnp.asarray(axis.nodes(), dtype=dtype))
+        else:
+            out.append(_checks.tie(jnp.asarray(g, dtype=dtype), axis.start))
+    return tuple(out)
 
 
 def check_points(x, dim: int, multi: bool):
-    """Points as an array of shape ``(k, dim)`` and a function restoring the shape.
+    """Finite points as an array ``(k, dim)`` and a function restoring the shape.
 
     One-dimensional problems (``multi=False``) take ``x`` of shape ``()`` or
     ``(k,)``; ``multi=True`` takes ``(dim,)`` or ``(k, dim)``.
     """
-    x = jnp.asarray(x, dtype=_float_dtype())
+    x = jnp.asarray(_checks.finite_array(x, "x"), dtype=_checks.default_float())
     if not multi:
         if x.ndim > 1:
             raise ValueError(
@@ -123,26 +97,9 @@ def check_points(x, dim: int, multi: bool):
     return x.reshape(-1, dim), (lambda out: out.reshape(x.shape[:-1] + out.shape[1:]))
 
 
-def check_positive(value, name: str, *, allow_zero: bool):
-    """A scalar that must be ``> 0`` (or ``≥ 0``): ``ValueError`` or ``error_if``."""
-    arr = jnp.asarray(value, dtype=_float_dtype())
-    if arr.ndim != 0:
-        raise ValueError(
-            f"{name} must be a scalar (vmap over it for a sweep); got shape {arr.shape}"
-        )
-    relation = "≥ 0" if allow_zero else "> 0"
-    if not _is_traced(value):
-        v = float(np.asarray(value))
-        bad = not np.isfinite(v) or (v < 0 if allow_zero else v <= 0)
-        if bad:
-            raise ValueError(f"{name} must be finite and {relation}; got {v}")
-        return arr
-    bad = ~jnp.isfinite(arr) | ((arr < 0) if allow_zero else (arr <= 0))
-    return eqx.error_if(arr, bad, f"{name} must be finite and {relation}")
-
-
 def check_potential(U, dim: int, dtype):
     """``U`` must map a point (a scalar in 1-D, ``(dim,)`` otherwise) to a scalar."""
+    _checks.callable_arg(U, "U")
     probe = jax.ShapeDtypeStruct(() if dim == 1 else (dim,), dtype)
     out = jax.eval_shape(U, probe)
     if getattr(out, "shape", None) != ():
@@ -151,3 +108,11 @@ def check_potential(U, dim: int, dtype):
             f"U must map {expected} to a scalar; it returned shape "
             f"{getattr(out, 'shape', None)}"
         )
+
+
+def non_finite_values(name: str) -> str:
+    """The message for NaN/inf values of ``name`` (a function of the data)."""
+    return (
+        f"non-finite input: {name} contains NaN or inf; the exact solutions need "
+        "a finite potential on every node (check U and the data it closes over)"
+    )

@@ -7,9 +7,21 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float
 
-from ._nodes import check_grid, check_potential
+from .. import _checks
+from ._nodes import axis_nodes, check_axes, check_potential, non_finite_values
+from ._solver._axes import AbstractAxis
 
 _NEWTON_STEPS = 6
+
+
+def line_axis(nodes, period):
+    """``(axis, nodes array)`` of a single 1-D grid (or axis), checked."""
+    if isinstance(nodes, tuple | list) and not isinstance(nodes, AbstractAxis):
+        raise ValueError(
+            f"nodes must be one 1-D grid or axis here; got a sequence of {len(nodes)}"
+        )
+    (axis,) = check_axes(nodes, period)
+    return axis, axis_nodes(nodes, (axis,), _checks.default_float())[0]
 
 
 def _refine_minimum(f, start, width):
@@ -34,7 +46,7 @@ def _refine_minimum(f, start, width):
 
 def shock_time(
     U: Callable,
-    nodes: Float[ArrayLike, " N"],
+    nodes: Float[ArrayLike, " N"] | AbstractAxis,
     *,
     period: float | None = None,
 ) -> Float[Array, ""]:
@@ -66,9 +78,12 @@ def shock_time(
         ...                  jnp.linspace(-5.0, 5.0, 101)))
         1.0
     """
-    grid, spacing = check_grid(nodes, period)
+    axis, grid = line_axis(nodes, period)
     check_potential(U, 1, grid.dtype)
-    return _shock_time(U, grid, spacing)
+    tau_star, bad = _shock_time(U, grid, axis.spacing)
+    return _checks.raise_if(
+        tau_star, bad, non_finite_values("U''(nodes)"), _checks.NonFiniteInputError
+    )
 
 
 @eqx.filter_jit
@@ -79,4 +94,7 @@ def _shock_time(U, grid, spacing):
     best = _refine_minimum(curvature, start, spacing)
     inf_curvature = jnp.minimum(curvature(best), jnp.min(values))
     negative = inf_curvature < 0
-    return jnp.where(negative, -1 / jnp.where(negative, inf_curvature, -1.0), jnp.inf)
+    tau_star = jnp.where(
+        negative, -1 / jnp.where(negative, inf_curvature, -1.0), jnp.inf
+    )
+    return tau_star, ~jnp.all(jnp.isfinite(values))

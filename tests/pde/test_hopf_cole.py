@@ -364,9 +364,9 @@ def test_first_order_semigroup_is_first_order():
             jnp.max(jnp.abs(approx - local_entropy(gaussian, nu, tau, x, nodes=nodes)))
         )
     assert 3.6 < float(errors[0] / errors[1]) < 4.4  # O(τ²) local error
-    # half=False is exp(ντΔ) as printed in Sec. 3.1: the same as τ doubled
+    # "as_printed" is exp(ντΔ) as printed in Sec. 3.1: the same as τ doubled
     np.testing.assert_allclose(
-        first_order_semigroup(gaussian, nu, 0.1, x, half=False),
+        first_order_semigroup(gaussian, nu, 0.1, x, convention="as_printed"),
         first_order_semigroup(gaussian, nu, 0.2, x),
         rtol=1e-14,
     )
