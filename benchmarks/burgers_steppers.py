@@ -57,16 +57,16 @@ def geomshock_case(**options):
             2 * NU_C,
             jnp.array([T_END]),
             period=PERIOD,
-            return_stats=True,
+            return_solution=True,
             **options,
         )
     )
-    (ys, stats), c, t = timed(fn, V0)
+    sol, c, t = timed(fn, V0)
     return dict(
         time=t,
         compile=c,
-        steps=int(stats["num_steps"]),
-        error=slope_error(ys[-1], N // 2),
+        steps=int(sol.num_steps),
+        error=slope_error(sol.values[-1], N // 2),
     )
 
 

@@ -81,6 +81,18 @@ def test_warn_if_eager_and_jit():
         jax.effects_barrier()
 
 
+def test_tie_keeps_a_run_time_check_under_jit():
+    def f(x, start):
+        checked = _checks.run_time_check(start, start < 0, "start must be >= 0")
+        return _checks.tie(x * 2.0, checked)
+
+    with pytest.raises(RUNTIME_ERRORS, match="start must be >= 0"):
+        jax.block_until_ready(jax.jit(f)(1.0, -1.0))
+    assert float(jax.jit(f)(1.0, 3.0)) == 2.0
+    with pytest.raises(RUNTIME_ERRORS, match="start must be >= 0"):
+        jax.block_until_ready(jax.jit(jax.vmap(f))(jnp.ones(2), jnp.array([1.0, -1.0])))
+
+
 def test_raise_if_eager_jit_and_vmap():
     def f(x):
         return _checks.raise_if(x * 2.0, x < 0, "x must be >= 0; got a negative x")

@@ -40,6 +40,7 @@ from ._solver import (
     IntegratingFactorRK as IntegratingFactorRK,
     LineAxis as LineAxis,
     NeumannAxis as NeumannAxis,
+    PDESolution as PDESolution,
     PeriodicAxis as PeriodicAxis,
     PseudoSpectral as PseudoSpectral,
     SplitSpectralTerm as SplitSpectralTerm,

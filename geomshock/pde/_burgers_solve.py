@@ -1,6 +1,5 @@
 """``solve_burgers``: source-corrected viscous Burgers, time-stepped with diffrax."""
 
-import warnings
 from collections.abc import Callable
 
 import diffrax
@@ -8,67 +7,84 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _checks
+from .._checks import UnderResolvedWarning as UnderResolvedWarning
 from .._custom_types import Array, ArrayLike, Float
 from ._solver import (
     AbstractBurgersDiscretization,
     IntegratingFactorRK,
+    PeriodicAxis,
     PseudoSpectral,
+    axis_from_nodes,
 )
-from ._solver._integrate import check_nu, check_taus, concrete, integrate
+from ._solver._integrate import check_nu, check_taus, integrate
 
 
-class UnderResolvedWarning(UserWarning):
-    """The grid cannot resolve the viscous layer that the data will form."""
-
-
-def _check_grid(v0, x, period) -> tuple[Array, Array, int, float]:
-    x = jnp.asarray(x, dtype=jnp.result_type(float))
-    v0 = jnp.asarray(v0, dtype=jnp.result_type(float))
+def _check_grid(v0, x, period) -> tuple[Array, PeriodicAxis]:
+    """``v0`` (finite, sampled on ``x``) and the periodic axis of ``x``."""
+    if period is None:
+        raise ValueError(
+            "solve_burgers needs period=P, the period of the grid x (one period "
+            "[a, a + P), endpoint excluded); got period=None"
+        )
+    x = _checks.check_float_dtype(x, "x")
     if x.ndim != 1 or x.shape[0] < 4:
         raise ValueError(f"x must be a 1-D grid of at least 4 points, got {x.shape}")
-    if v0.shape != x.shape:
-        raise ValueError(
-            f"v0 must be sampled on x: expected shape {x.shape}, got {v0.shape}"
+    axis = axis_from_nodes(x, period, name="x")
+    v0 = _checks.check_shape(
+        _checks.check_float_dtype(v0, "v0"), x.shape, "v0", expected="sampled on x"
+    )
+    # Finite data first: NaN would burn every step, inf divides by zero below.
+    v0 = _checks.finite_array(v0, "v0")
+    return _checks.tie(v0, axis.start), axis
+
+
+def _resolution_message(cells, h, values=None):
+    if values is None:
+        return (
+            f"viscous layer width 2ν/|Δv| (|Δv| = max v0 − min v0) is below "
+            f"{cells:g} grid spacings ({cells * h:.3g}): a shock that forms will "
+            "not be resolved; use more grid points or a larger ν (checked at run "
+            "time: ν or v0 is traced)"
         )
-    period_c = concrete(period)
-    if period_c is None or period_c.ndim != 0 or not period_c > 0:
-        raise ValueError(f"period must be a positive Python float, got {period!r}")
-    n = x.shape[0]
-    x_c = concrete(x)
-    if x_c is not None:
-        h = float(period_c) / n
-        if not np.allclose(np.diff(x_c), h, rtol=1e-9, atol=1e-12 * float(period_c)):
-            raise ValueError(
-                "x must be uniform with spacing period / len(x) = "
-                f"{h!r} (one period, endpoint excluded); got spacings in "
-                f"[{np.diff(x_c).min()!r}, {np.diff(x_c).max()!r}]"
-            )
-    return v0, x, n, float(period_c)
+    width, nu, jump, period = values
+    return (
+        f"viscous layer width 2ν/|Δv| = {width:.3g} is below {cells:g} grid "
+        f"spacings ({cells * h:.3g}) for ν = {nu:.3g}, |Δv| = "
+        f"{jump:.3g}: a shock that forms will not be resolved; use at least "
+        f"n = {int(np.ceil(cells * period / width))} points or a larger ν"
+    )
 
 
-def _check_resolution(v0, nu, n, period, discretization, on_under_resolved):
-    """A-priori layer width ``2ν/Δv`` (Δv ≤ max v0 − min v0) vs the grid spacing."""
+def _check_resolution(v0, nu, axis, discretization, on_under_resolved):
+    """A-priori layer width ``2ν/Δv`` (Δv ≤ max v0 − min v0) vs the grid spacing.
+
+    Known ν and v0: a ``ValueError`` (``"raise"``) or an ``UnderResolvedWarning``
+    now; traced: the same at run time (``error_if`` / a host callback).
+    Returns ``v0`` (with the run-time check threaded into it).
+    """
     if on_under_resolved == "ignore":
-        return
-    v0_c, nu_c = concrete(v0), concrete(nu)
-    if v0_c is None or nu_c is None:
-        return
-    jump = float(np.max(v0_c) - np.min(v0_c))
-    h = period / n
-    if jump == 0.0:
-        return
-    width = 2.0 * float(nu_c) / jump
+        return v0
     cells = discretization.min_layer_cells
-    if width < cells * h:
-        message = (
-            f"viscous layer width 2ν/|Δv| = {width:.3g} is below {cells:g} grid "
-            f"spacings ({cells * h:.3g}) for ν = {float(nu_c):.3g}, |Δv| = "
-            f"{jump:.3g}: a shock that forms will not be resolved; use at least "
-            f"n = {int(np.ceil(cells * period / width))} points or a larger ν"
-        )
+    h = axis.spacing
+    v0_c, nu_c = _checks.concrete(v0), _checks.concrete(nu)
+    if v0_c is not None and nu_c is not None:
+        jump = float(np.max(v0_c) - np.min(v0_c))
+        if jump == 0.0:
+            return v0
+        width = 2.0 * float(nu_c) / jump
+        if width >= cells * h:
+            return v0
+        message = _resolution_message(cells, h, (width, float(nu_c), jump, axis.period))
         if on_under_resolved == "raise":
             raise ValueError(message)
-        warnings.warn(message, UnderResolvedWarning, stacklevel=3)
+        return _checks.warn_if(v0, True, message, UnderResolvedWarning)
+    # 2ν/jump < cells·h  ⇔  2ν < cells·h·jump (no division: jump may be 0)
+    bad = 2.0 * nu < cells * h * (jnp.max(v0) - jnp.min(v0))
+    message = _resolution_message(cells, h)
+    if on_under_resolved == "raise":
+        return _checks.run_time_check(v0, bad, message)
+    return _checks.warn_if(v0, bad, message, UnderResolvedWarning)
 
 
 def solve_burgers(
@@ -108,17 +124,26 @@ def solve_burgers(
             and ``diffrax.Tsit5()`` otherwise. Any diffrax solver works with the
             spectral term; IMEX solvers (``diffrax.KenCarp4()`` …) get the
             linear part as their implicit term.
-        on_under_resolved: ``"warn"`` (default), ``"raise"`` or ``"ignore"`` when
-            the a-priori layer width ``2ν/(max v0 − min v0)`` is below
-            ``discretization.min_layer_cells`` grid spacings (checked when ν
-            and v0 are concrete; under ``jit`` non-finite states raise instead).
-        **solver_options: ``rtol``, ``atol`` (default 1e-9), ``dt0``,
-            ``max_steps``, ``stepsize_controller``, ``adjoint``, ``return_stats``
-            and any other ``diffrax.diffeqsolve`` keyword.
+        on_under_resolved: ``"warn"`` (default, an ``UnderResolvedWarning``),
+            ``"raise"`` or ``"ignore"`` when the a-priori layer width
+            ``2ν/(max v0 − min v0)`` is below ``discretization.min_layer_cells``
+            grid spacings. Checked now when ν and v0 are known, at run time
+            (a host-side warning or an ``eqx.error_if``) when they are traced.
+        **solver_options: ``rtol``, ``atol`` (default ``1e-9`` in float64,
+            ``1e-6`` in float32: the dtype of ``v0``), ``dt0``, ``max_steps``
+            (default 100 000), ``stepsize_controller``, ``adjoint``,
+            ``return_solution`` and any other ``diffrax.diffeqsolve`` keyword.
 
     Returns:
-        ``v`` at ``taus``, shape ``(len(taus), n)`` (with ``return_stats=True``,
-        also diffrax's statistics, e.g. ``num_steps``).
+        ``v`` at ``taus``, shape ``(len(taus), n)``, in the dtype of ``v0``. With
+        ``return_solution=True``, a :class:`PDESolution` (``values`` as above,
+        ``taus``, ``num_steps``, ``num_rejected_steps``, ``grid``: the
+        ``PeriodicAxis`` of ``x``).
+
+    Raises:
+        ValueError: for a bad grid (not uniform, not one period), NaN or inf in
+            ``v0`` (``NonFiniteInputError``), ``ν ≤ 0``, bad ``taus`` or solver
+            options; under ``jit`` the same checks fail at run time.
 
     Supports ``jit``, ``vmap`` over ``nu``, ``v0`` and ``taus``, and reverse-mode
     ``grad`` in ``nu`` and ``v0`` (diffrax's ``RecursiveCheckpointAdjoint``).
@@ -130,10 +155,15 @@ def solve_burgers(
         ...                   period=2.0)
         >>> v.shape
         (2, 64)
+        >>> sol = solve_burgers(-jnp.sin(jnp.pi * x), x, 0.2, jnp.array([0.1]),
+        ...                     period=2.0, return_solution=True)
+        >>> sol.values.shape, bool(sol.num_steps > 0)
+        ((1, 64), True)
     """
-    v0, x, n, period = _check_grid(v0, x, period)
-    nu = check_nu(nu)
-    taus = check_taus(taus)
+    v0, axis = _check_grid(v0, x, period)
+    dtype = v0.dtype
+    nu = check_nu(nu, dtype)
+    taus = check_taus(taus, dtype)
     if on_under_resolved not in ("warn", "raise", "ignore"):
         raise ValueError(
             f"on_under_resolved must be 'warn', 'raise' or 'ignore', "
@@ -146,9 +176,9 @@ def solve_burgers(
             "discretization must be an AbstractBurgersDiscretization, got "
             f"{type(discretization).__name__}"
         )
-    _check_resolution(v0, nu, n, period, discretization, on_under_resolved)
-    kappa_grid = None if kappa is None else _sample_kappa(kappa, x)
-    term = discretization.term(nu, kappa_grid, n, period)
+    v0 = _check_resolution(v0, nu, axis, discretization, on_under_resolved)
+    kappa_grid = None if kappa is None else _sample_kappa(kappa, x, dtype)
+    term = discretization.term(nu, kappa_grid, axis.n, axis.period)
     if solver is None:
         spectral = isinstance(discretization, PseudoSpectral)
         solver = IntegratingFactorRK() if spectral else diffrax.Tsit5()
@@ -159,17 +189,18 @@ def solve_burgers(
                 f"{type(discretization).__name__} gives a single term"
             )
         term = diffrax.MultiTerm(*term.split())
-    return integrate(term, v0, taus, solver=solver, **solver_options)
+    return integrate(term, v0, taus, solver=solver, grid=axis, **solver_options)
 
 
-def _sample_kappa(kappa: Callable, x: Array) -> Array:
+def _sample_kappa(kappa: Callable, x, dtype) -> Array:
+    x = jnp.asarray(x, dtype=dtype)
     out = jax.eval_shape(kappa, x[0])
     if getattr(out, "shape", None) != ():
         raise ValueError(
             f"kappa must map a scalar s to a scalar; it returned shape "
             f"{getattr(out, 'shape', None)}"
         )
-    return jax.vmap(kappa)(x)
+    return _checks.finite_array(jax.vmap(kappa)(x).astype(dtype), "kappa on the grid")
 
 
 def _is_imex(solver) -> bool:
@@ -193,10 +224,19 @@ def burgers_sweep(
     The batch axes are leading array dimensions of a single computation
     (``vmap`` over ``v0`` inside ``vmap`` over ``ν``), so a GPU runs all
     ``len(nus) · len(v0s)`` fields in lock-step. Keyword options go to
-    ``solve_burgers``; resolution is not pre-checked for traced ``ν``.
+    ``solve_burgers``; ``on_under_resolved`` defaults to ``"ignore"`` here
+    (pass ``"warn"`` or ``"raise"`` for the run-time check).
 
     Returns:
         ``(len(nus), len(v0s), len(taus), len(x))``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> x = jnp.linspace(0.0, 2 * jnp.pi, 32, endpoint=False)
+        >>> v0s = jnp.stack([-jnp.sin(x), jnp.cos(x)])
+        >>> burgers_sweep(v0s, x, jnp.array([0.5, 1.0]), jnp.array([0.0, 0.2]),
+        ...               period=2 * jnp.pi).shape
+        (2, 2, 2, 32)
     """
     x = jnp.asarray(x)
     taus = check_taus(taus)

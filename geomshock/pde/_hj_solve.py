@@ -7,39 +7,83 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import _checks
 from .._custom_types import Array, ArrayLike, Float, MetricFn
 from ..geometry import christoffel, inverse_metric
-from ._solver import AbstractAxis
+from ..geometry._metric import symmetry_rtol
+from ._solver import AbstractSpectralAxis
 from ._solver._integrate import check_nu, check_taus, integrate
 
 
-def grid_points(grid: Sequence[AbstractAxis]) -> Float[Array, "*shape d"]:
-    """Chart points of the tensor grid, shape ``(n_1, …, n_d, d)`` (``ij`` order)."""
+def grid_points(grid: Sequence[AbstractSpectralAxis]) -> Float[Array, "*shape d"]:
+    """Chart points of the tensor grid, shape ``(n_1, …, n_d, d)`` (``ij`` order).
+
+    >>> from geomshock.pde import NeumannAxis, PeriodicAxis
+    >>> grid_points((NeumannAxis(0.0, 1.0, 2), PeriodicAxis(0.0, 1.0, 2))).tolist()
+    [[[0.25, 0.0], [0.25, 0.5]], [[0.75, 0.0], [0.75, 0.5]]]
+    """
     grid = _check_grid(grid)
     mesh = np.meshgrid(*[axis.nodes() for axis in grid], indexing="ij")
-    return jnp.asarray(np.stack(mesh, axis=-1), dtype=jnp.result_type(float))
+    return jnp.asarray(np.stack(mesh, axis=-1), dtype=_checks.default_float())
 
 
-def _check_grid(grid) -> tuple[AbstractAxis, ...]:
-    if isinstance(grid, AbstractAxis):
+def _check_grid(grid) -> tuple[AbstractSpectralAxis, ...]:
+    if isinstance(grid, AbstractSpectralAxis):
         grid = (grid,)
     grid = tuple(grid)
-    if not grid or not all(isinstance(axis, AbstractAxis) for axis in grid):
+    if not grid or not all(isinstance(axis, AbstractSpectralAxis) for axis in grid):
         raise ValueError(
-            "grid must be a sequence of axes (PeriodicAxis / NeumannAxis), got "
-            f"{[type(a).__name__ for a in grid]}"
+            "grid must be a sequence of axes, spectral ones (AbstractSpectralAxis: "
+            "PeriodicAxis for periodic coordinates, NeumannAxis for reflecting "
+            f"ends), one per chart coordinate; got {[type(a).__name__ for a in grid]}"
+            " (a LineAxis or raw nodes cannot differentiate: build the axes, e.g. "
+            "PeriodicAxis(start, period, n))"
         )
     return grid
+
+
+def _symmetric_metric(g: Array, flat: Array) -> Array:
+    """``g`` (metric values at the nodes) if symmetric to a relative tolerance.
+
+    ``|g_ij − g_ji| ≤ rtol · max_kl |g_kl|`` at every node, with the geometry
+    package's ``symmetry_rtol`` (``1e-8`` in float64, ``1e-4`` in float32); a
+    batched form of ``geometry.check_metric`` that names the node. Returns
+    ``g`` (with the run-time check threaded into it when the values are traced).
+    """
+    rtol = symmetry_rtol(g.dtype)
+    asym = jnp.max(jnp.abs(g - jnp.swapaxes(g, -1, -2)), axis=(-2, -1))
+    scale = jnp.max(jnp.abs(g), axis=(-2, -1))
+    bad = ~(asym <= rtol * scale)  # NaN counts as bad
+    bad_c = _checks.concrete(bad)
+    if bad_c is None:
+        return _checks.run_time_check(
+            g,
+            jnp.any(bad),
+            f"metric is not symmetric at some grid node (|g - gᵀ| above {rtol:g} "
+            "of max |g|): a Riemannian metric must be symmetric positive definite; "
+            "symmetrize it, e.g. return 0.5 * (g + g.T)",
+        )
+    if np.any(bad_c):
+        j = int(np.argmax(bad_c))
+        raise ValueError(
+            f"metric is not symmetric at the grid node q = {np.asarray(flat[j])}: "
+            f"max |g - gᵀ| = {float(asym[j]):.3g} for max |g| = "
+            f"{float(scale[j]):.3g} (relative tolerance {rtol:g}); a Riemannian "
+            "metric must be symmetric positive definite: symmetrize it, e.g. "
+            "return 0.5 * (g + g.T)"
+        )
+    return g
 
 
 class _ChartOperator:
     """``Δ_g`` and ``|grad ·|²_g`` on the grid, geometry precomputed at the nodes.
 
     ``Δu = g^{ij} ∂_ij u − g^{ij} Γ^k_ij ∂_k u`` with ``g^{-1}`` and ``Γ`` from
-    autodiff of ``metric`` (geomshock.geometry); ``∂u`` spectral per axis.
+    autodiff of ``metric`` (geomshock.geometry); ``∂u`` spectral per axis. The
+    geometry is formed in the default float and cast to the state's ``dtype``.
     """
 
-    def __init__(self, metric: MetricFn, grid):
+    def __init__(self, metric: MetricFn, grid, dtype):
         self.grid = grid
         points = grid_points(grid)
         dim = len(grid)
@@ -51,11 +95,15 @@ class _ChartOperator:
                 f"got {getattr(out, 'shape', None)}"
             )
         flat = points.reshape(-1, dim)
-        g_inv = jax.vmap(inverse_metric(metric))(flat)
+        g = _checks.finite_array(jax.vmap(metric)(flat), "metric on the grid")
+        g = _symmetric_metric(g, flat)
+        g_inv = _checks.tie(jax.vmap(inverse_metric(metric))(flat), g)
         gamma = jax.vmap(christoffel(metric))(flat)
         shape = points.shape[:-1]
-        self.g_inv = g_inv.reshape(*shape, dim, dim)
-        self.contracted = jnp.einsum("pij,pkij->pk", g_inv, gamma).reshape(*shape, dim)
+        self.g_inv = g_inv.reshape(*shape, dim, dim).astype(dtype)
+        self.contracted = (
+            jnp.einsum("pij,pkij->pk", g_inv, gamma).reshape(*shape, dim).astype(dtype)
+        )
         self.shape = shape
 
     def derivatives(self, u):
@@ -79,35 +127,39 @@ class _ChartOperator:
         return lap, grad_sq
 
 
-def _initial_values(U, op: _ChartOperator) -> Array:
+def _initial_values(U, grid, name: str) -> Array:
+    """``U`` on the grid (called at the nodes, or given as values): finite."""
+    shape = tuple(axis.n for axis in grid)
     if callable(U):
-        points = grid_points(op.grid).reshape(-1, len(op.grid))
+        points = grid_points(grid).reshape(-1, len(grid))
         out = jax.eval_shape(U, points[0])
         if getattr(out, "shape", None) != ():
             raise ValueError(
-                "U must map a chart point to a scalar; it returned shape "
+                f"{name} must map a chart point to a scalar; it returned shape "
                 f"{getattr(out, 'shape', None)}"
             )
-        return jax.vmap(U)(points).reshape(op.shape)
-    values = jnp.asarray(U, dtype=jnp.result_type(float))
-    if values.shape != op.shape:
-        raise ValueError(
-            f"U given as grid values must have the grid shape {op.shape}, "
-            f"got {values.shape}"
-        )
-    return values
+        values = jax.vmap(U)(points).reshape(shape)
+    else:
+        values = _checks.check_float_dtype(U, name)
+        if values.shape != shape:
+            raise ValueError(
+                f"{name} given as grid values must have the grid shape {shape}, "
+                f"got {values.shape}"
+            )
+    return _checks.finite_array(values, name)
 
 
-def _solve(U, metric, nu, taus, grid, vector_field, options):
+def _solve(U, metric, nu, taus, grid, vector_field, options, name):
     grid = _check_grid(grid)
-    nu = check_nu(nu)
-    taus = check_taus(taus)
-    op = _ChartOperator(metric, grid)
-    u0 = _initial_values(U, op)
+    u0 = _initial_values(U, grid, name)
+    dtype = u0.dtype
+    nu = check_nu(nu, dtype)
+    taus = check_taus(taus, dtype)
+    op = _ChartOperator(metric, grid, dtype)
     term = diffrax.ODETerm(lambda t, u, args: vector_field(op, u, nu))
     solver = options.pop("solver", None)
     solver = diffrax.Tsit5() if solver is None else solver
-    return integrate(term, u0, taus, solver=solver, **options)
+    return integrate(term, u0, taus, solver=solver, grid=grid, **options)
 
 
 def _hj_field(op, u, nu):
@@ -125,7 +177,7 @@ def solve_hj(
     metric: MetricFn,
     nu: Float[ArrayLike, ""],
     taus: Float[ArrayLike, " t"],
-    grid: Sequence[AbstractAxis],
+    grid: Sequence[AbstractSpectralAxis],
     **solver_options,
 ) -> Float[Array, "t ..."]:
     r"""Viscous Hamilton–Jacobi on a chart: ``∂_τ u + ½|grad u|²_g = (ν/2) Δ_g u``.
@@ -147,26 +199,57 @@ def solve_hj(
     Args:
         U: ``q -> U(q)`` (scalar JAX function of a point of shape ``(d,)``) or
             its values on the grid, shape ``(n_1, …, n_d)``.
-        metric: ``q -> g(q)``, ``(d, d)`` SPD at every node.
+        metric: ``q -> g(q)``, ``(d, d)`` SPD at every node; checked to be
+            finite and symmetric there (relative tolerance ``1e-8`` in
+            float64, ``1e-4`` in float32).
         nu: viscosity ``ν > 0`` (paper convention).
         taus: non-negative, non-decreasing save times.
-        grid: one axis per chart coordinate; ``grid_points(grid)`` gives the nodes.
+        grid: one spectral axis (``AbstractSpectralAxis``) per chart
+            coordinate; ``grid_points(grid)`` gives the nodes.
         **solver_options: ``solver`` (default ``diffrax.Tsit5()``) and the
-            options of ``solve_burgers``.
+            options of ``solve_burgers`` (``rtol``/``atol`` default ``1e-9``
+            in float64, ``1e-6`` in float32: the dtype of the values of ``U``;
+            ``return_solution=True`` for a ``PDESolution``).
 
     Returns:
-        ``u`` at ``taus``, shape ``(len(taus), n_1, …, n_d)``.
+        ``u`` at ``taus``, shape ``(len(taus), n_1, …, n_d)``; with
+        ``return_solution=True`` a ``PDESolution`` whose ``grid`` is the tuple of
+        axes.
+
+    Raises:
+        ValueError: for a bad grid or shapes, NaN or inf in ``U`` on the grid or
+            in the metric (``NonFiniteInputError``), a non-symmetric metric,
+            ``ν ≤ 0``, bad ``taus`` or solver options; under ``jit`` the
+            value checks fail at run time.
 
     Supports ``jit``, ``vmap`` over ``nu`` and grid values of ``U``, and
     ``grad`` in ``nu``, ``U`` and parameters of ``metric``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from geomshock.pde import PeriodicAxis
+        >>> grid = (PeriodicAxis(0.0, 2 * jnp.pi, 16),)
+        >>> u = solve_hj(lambda q: jnp.cos(q[0]), lambda q: jnp.eye(1), 0.5,
+        ...              jnp.array([0.0, 0.1]), grid)
+        >>> u.shape
+        (2, 16)
     """
-    return _solve(U, metric, nu, taus, grid, _hj_field, solver_options)
+    return _solve(U, metric, nu, taus, grid, _hj_field, solver_options, "U")
 
 
 def solve_heat(W, metric: MetricFn, nu, taus, grid, **solver_options) -> Array:
     r"""Heat flow on a chart, ``∂_τ w = (ν/2) Δ_g w``, i.e. ``w(τ) = exp((ντ/2)Δ_g) W``.
 
-    Same grid, geometry, options and transformations as ``solve_hj``; prefer
-    ``solve_hj`` for local entropy (it works with ``−ν log w`` directly).
+    Same grid, geometry, checks, options and transformations as ``solve_hj``;
+    prefer ``solve_hj`` for local entropy (it works with ``−ν log w`` directly).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from geomshock.pde import PeriodicAxis
+        >>> grid = (PeriodicAxis(0.0, 2 * jnp.pi, 16),)
+        >>> w = solve_heat(lambda q: jnp.cos(q[0]), lambda q: jnp.eye(1), 1.0,
+        ...                jnp.array([2.0]), grid)
+        >>> round(float(w[0, 0]), 6)  # e^{-ντ/2} cos 0
+        0.367879
     """
-    return _solve(W, metric, nu, taus, grid, _heat_field, solver_options)
+    return _solve(W, metric, nu, taus, grid, _heat_field, solver_options, "W")

@@ -13,13 +13,19 @@ import pytest
 import scipy.linalg
 from scipy.special import logsumexp
 
+from geomshock import _checks
 from geomshock.pde import (
     FiniteDifference,
     IntegratingFactorRK,
+    PDESolution,
+    PeriodicAxis,
+    PseudoSpectral,
     UnderResolvedWarning,
     burgers_sweep,
     solve_burgers,
 )
+
+from .._errors import RUNTIME_ERRORS, raises_eager_and_jit
 
 BASDEVANT_SLOPE = 152.005161576  # Basdevant et al. (1986), max |∂_x u| at x = 0
 
@@ -205,18 +211,18 @@ def test_grad_in_nu_and_v0_match_central_differences(small_solver):
 def test_bad_input_messages():
     v0 = -np.sin(X_SMALL)
     kw = dict(period=2 * np.pi)
-    with pytest.raises(ValueError, match="uniform with spacing"):
+    with pytest.raises(ValueError, match="uniform increasing grid"):
         solve_burgers(v0, X_SMALL**1.01, 0.5, [0.1], **kw)
     x_closed = np.linspace(0.0, 2 * np.pi, SMALL_N)  # endpoint included
-    with pytest.raises(ValueError, match="one period, endpoint excluded"):
+    with pytest.raises(ValueError, match="one period"):
         solve_burgers(v0, x_closed, 0.5, [0.1], **kw)
-    with pytest.raises(ValueError, match="nu must be a positive scalar"):
+    with pytest.raises(ValueError, match="nu must be finite and > 0"):
         solve_burgers(v0, X_SMALL, 0.0, [0.1], **kw)
     with pytest.raises(ValueError, match="sorted"):
         solve_burgers(v0, X_SMALL, 0.5, [0.2, 0.1], **kw)
-    with pytest.raises(ValueError, match="expected shape"):
+    with pytest.raises(ValueError, match=r"v0 must have shape \(64,\)"):
         solve_burgers(v0[:-1], X_SMALL, 0.5, [0.1], **kw)
-    with pytest.raises(ValueError, match="period must be a positive"):
+    with pytest.raises(ValueError, match="period must be finite and positive"):
         solve_burgers(v0, X_SMALL, 0.5, [0.1], period=-1.0)
     with pytest.raises(ValueError, match="SplitSpectralTerm"):
         solve_burgers(
@@ -260,3 +266,138 @@ def test_nonfinite_state_raises_under_jit():
     )
     with pytest.raises(Exception, match="non-finite"):
         solve(1e-6).block_until_ready()
+
+
+def solve_small(v0, nu=0.5, taus=(0.1,), x=X_SMALL, **options):
+    """solve_burgers on the small grid (the error tests' common call)."""
+    return solve_burgers(v0, x, nu, jnp.asarray(taus), period=2 * np.pi, **options)
+
+
+def test_nonfinite_v0_is_refused_up_front(small_solver):
+    """NaN used to burn all 100 000 steps before "max steps"; inf raised a
+    ZeroDivisionError in the resolution check. Both: "non-finite input"."""
+    good = -np.sin(X_SMALL)
+    bad = {value: good.copy() for value in (np.nan, np.inf)}
+    for value, v0 in bad.items():
+        v0[5] = value
+        with pytest.raises(_checks.NonFiniteInputError, match="non-finite input"):
+            solve_small(v0)
+    with pytest.raises(RUNTIME_ERRORS, match="non-finite input: v0"):
+        jax.block_until_ready(small_solver(0.5, bad[np.nan]))
+    batch = jnp.stack([good, bad[np.inf]])
+    with pytest.raises(RUNTIME_ERRORS, match="non-finite input: v0"):
+        jax.block_until_ready(jax.vmap(small_solver, in_axes=(None, 0))(0.5, batch))
+
+
+def test_traced_nu_under_resolved_raises_or_warns_at_run_time():
+    """Under jit ν is traced: the resolution check used to be skipped."""
+    v0 = -jnp.sin(jnp.asarray(X_SMALL))
+
+    def raising(nu):
+        return solve_small(v0, nu, on_under_resolved="raise")
+
+    with pytest.raises(RUNTIME_ERRORS, match="viscous layer width"):
+        jax.block_until_ready(jax.jit(raising)(0.01))
+    with pytest.raises(RUNTIME_ERRORS, match="viscous layer width"):
+        jax.block_until_ready(jax.jit(jax.vmap(raising))(jnp.array([0.5, 0.01])))
+    assert jnp.all(jnp.isfinite(jax.jit(raising)(0.5)))
+
+    def warning(nu):
+        return solve_small(v0, nu, taus=(0.05,), max_steps=4096)
+
+    with pytest.warns(UnderResolvedWarning, match="below 2 grid spacings"):
+        jax.block_until_ready(jax.jit(warning)(0.01))
+        jax.effects_barrier()
+
+
+def test_traced_grid_is_checked_at_run_time():
+    """x traced under jit: the uniformity and one-period checks run with it."""
+    v0 = -jnp.sin(jnp.asarray(X_SMALL))
+    solve = jax.jit(lambda x: solve_small(v0, x=x))
+    np.testing.assert_allclose(solve(X_SMALL), solve_small(v0), rtol=0, atol=1e-14)
+    closed = np.linspace(0.0, 2 * np.pi, SMALL_N)  # endpoint included
+    with pytest.raises(RUNTIME_ERRORS, match="exactly one period"):
+        jax.block_until_ready(solve(closed))
+    with pytest.raises(RUNTIME_ERRORS, match="uniform, increasing grid"):
+        jax.block_until_ready(solve(X_SMALL[::-1].copy()))
+
+
+def test_bad_times_and_options_name_the_cause():
+    """NaN taus used to fail as "not resolved", max_steps=0 as "checkpoint"."""
+    v0 = -np.sin(X_SMALL)
+    raises_eager_and_jit(
+        lambda taus: solve_small(v0, taus=taus),
+        jnp.array([0.0, np.nan]),
+        match="taus must be finite",
+    )
+    raises_eager_and_jit(
+        lambda rtol: solve_small(v0, rtol=rtol, atol=1e-9),
+        jnp.asarray(-1e-6),
+        match="rtol must be finite and > 0",
+    )
+    raises_eager_and_jit(
+        lambda dt0: solve_small(v0, dt0=dt0),
+        jnp.asarray(0.0),
+        match="dt0 must be finite and > 0",
+    )
+    for bad in (0, -5, 1.5):
+        with pytest.raises(ValueError, match="max_steps must be an integer ≥ 1"):
+            solve_small(v0, max_steps=bad)
+    for bad in (0.0, np.nan):
+        with pytest.raises(ValueError, match="atol must be finite and > 0"):
+            solve_small(v0, atol=bad)
+
+
+def test_return_solution_module_and_deprecated_stats():
+    v0 = -jnp.sin(jnp.asarray(X_SMALL))
+    sol = solve_small(v0, taus=(0.0, 0.3), return_solution=True)
+    assert isinstance(sol, PDESolution)
+    np.testing.assert_array_equal(sol.taus, [0.0, 0.3])
+    assert int(sol.num_steps) > 0 and 0 <= int(sol.num_rejected_steps) < int(
+        sol.num_steps
+    )
+    assert isinstance(sol.grid, PeriodicAxis)
+    assert (sol.grid.n, sol.grid.period) == (SMALL_N, 2 * np.pi)
+    np.testing.assert_allclose(sol.grid.nodes(), X_SMALL, rtol=0, atol=1e-14)
+    with pytest.warns(DeprecationWarning, match="return_solution=True"):
+        values, stats = solve_small(v0, taus=(0.0, 0.3), return_stats=True)
+    np.testing.assert_array_equal(sol.values, values)
+    assert int(stats["num_steps"]) == int(sol.num_steps)
+    assert int(solve_small(v0, taus=(0.0,), return_solution=True).num_steps) == 0
+
+
+def test_dealiased_nonlinear_term_conserves_energy():
+    """⟨v, N(v)⟩ = −∫ w ∂_x(w²/2) = 0 (w the retained modes) holds exactly for
+    the 2/3-dealiased product; aliasing breaks it. Random v excite every mode."""
+    n = 64
+    v = np.random.default_rng(0).standard_normal(n)
+
+    def energy_rate(discretization):
+        term = discretization.term(jnp.asarray(0.3), None, n, 2 * np.pi)
+        nv = jnp.fft.irfft(term.nonlinear_hat(0.0, jnp.fft.rfft(v), None), n=n)
+        return float(jnp.dot(v, nv) / (np.linalg.norm(v) * jnp.linalg.norm(nv)))
+
+    assert abs(energy_rate(PseudoSpectral())) < 1e-14
+    assert abs(energy_rate(PseudoSpectral(dealias=1.0))) > 1e-3  # the test bites
+
+
+def test_float32_grid_tolerance_and_answer():
+    """A float32 grid passes (uniformity to float32 round-off), the solve runs
+    in float32 with the float32 default tolerance (1e-6; 1e-9 cost 5550 steps
+    for no gain) and matches the exact Hopf–Cole answer to float32 accuracy."""
+    n, nu, taus = 1024, 0.05, np.array([0.5, 1.5])
+    x32 = jnp.linspace(0.0, 2 * jnp.pi, n, endpoint=False, dtype=jnp.float32)
+    sol = solve_burgers(
+        -jnp.sin(x32),
+        x32,
+        jnp.float32(nu),
+        taus.astype(np.float32),
+        period=2 * np.pi,
+        return_solution=True,
+    )
+    assert sol.values.dtype == jnp.float32
+    assert int(sol.num_steps) < 80  # measured: 47 (float64 default: 180)
+    x = np.asarray(x32, dtype=np.float64)
+    for i, tau in enumerate(taus):
+        ref, _ = hopf_cole_periodic(np.cos, nu, tau, x, 2 * np.pi)
+        np.testing.assert_allclose(sol.values[i], ref, rtol=0, atol=5e-5)

@@ -6,7 +6,18 @@ import numpy as np
 import pytest
 from scipy.special import eval_legendre
 
-from geomshock.pde import NeumannAxis, PeriodicAxis, grid_points, solve_heat, solve_hj
+from geomshock import _checks
+from geomshock.pde import (
+    LineAxis,
+    NeumannAxis,
+    PDESolution,
+    PeriodicAxis,
+    grid_points,
+    solve_heat,
+    solve_hj,
+)
+
+from .._errors import RUNTIME_ERRORS, raises_eager_and_jit
 
 TAUS = jnp.array([0.0, 0.3, 1.0])
 SPHERE_GRID = (NeumannAxis(0.0, np.pi, 24), PeriodicAxis(0.0, 2 * np.pi, 4))
@@ -110,7 +121,7 @@ def test_bad_input_messages():
         solve_hj(lambda q: q[0], flat, 0.5, TAUS, [np.linspace(0, 1, 8)])
     with pytest.raises(ValueError, match="one coordinate per grid axis"):
         solve_hj(lambda q: q[0], lambda q: jnp.eye(2), 0.5, TAUS, FLAT_GRID)
-    with pytest.raises(ValueError, match="nu must be a positive scalar"):
+    with pytest.raises(ValueError, match="nu must be finite and > 0"):
         solve_hj(lambda q: q[0], flat, -1.0, TAUS, FLAT_GRID)
     with pytest.raises(ValueError, match="sorted"):
         solve_hj(lambda q: q[0], flat, 0.5, jnp.array([1.0, 0.5]), FLAT_GRID)
@@ -120,3 +131,99 @@ def test_bad_input_messages():
         solve_hj(lambda q: q, flat, 0.5, TAUS, FLAT_GRID)
     with pytest.raises(ValueError, match="NeumannAxis needs"):
         NeumannAxis(1.0, 0.0, 8)
+
+
+def u0_flat(nu, dtype=np.float64):
+    return (-nu * np.log(1.0 + 0.8 * np.cos(X_FLAT))).astype(dtype)
+
+
+@pytest.mark.parametrize("solve", [solve_hj, solve_heat])
+def test_nonfinite_values_are_refused_up_front(solve):
+    """NaN grid values used to burn every step before a "max steps" error."""
+    bad = u0_flat(0.5)
+    bad[3] = np.nan
+    name = "U" if solve is solve_hj else "W"
+
+    def run(values):
+        return solve(values, flat, 0.5, TAUS, FLAT_GRID)
+
+    raises_eager_and_jit(
+        run, bad, match=f"non-finite input: {name}", eager=_checks.NonFiniteInputError
+    )
+    batch = jnp.stack([jnp.asarray(u0_flat(0.5)), jnp.asarray(bad)])
+    with pytest.raises(RUNTIME_ERRORS, match="non-finite input"):
+        jax.block_until_ready(jax.jit(jax.vmap(run))(batch))
+    with pytest.raises(_checks.NonFiniteInputError, match="non-finite input"):
+        solve(lambda q: jnp.log(jnp.cos(q[0])), flat, 0.5, TAUS, FLAT_GRID)
+
+
+def test_non_symmetric_metric_is_refused():
+    grid = (PeriodicAxis(0.0, 2 * np.pi, 8), PeriodicAxis(0.0, 2 * np.pi, 4))
+
+    def run(a):
+        def metric(q):
+            return jnp.array([[1.0, a], [0.0, 1.0]]) + 0.0 * q[0]
+
+        return solve_hj(lambda q: jnp.cos(q[0]), metric, 0.5, TAUS, grid)
+
+    raises_eager_and_jit(run, 0.1, match="metric is not symmetric")
+    with pytest.raises(RUNTIME_ERRORS, match="metric is not symmetric"):
+        jax.block_until_ready(jax.jit(jax.vmap(run))(jnp.array([0.0, 0.1])))
+
+    def gram(q):  # symmetric up to round-off only: accepted
+        m = jnp.array([[1.0, 0.3], [0.1, 1.0]]) * (1 + 0.1 * jnp.sin(q[1]))
+        return m @ m.T
+
+    assert jnp.all(
+        jnp.isfinite(solve_hj(lambda q: jnp.cos(q[0]), gram, 0.5, TAUS, grid))
+    )
+
+
+def test_bad_times_options_and_grid_name_the_cause():
+    def run(taus):
+        return solve_hj(u0_flat(0.5), flat, 0.5, taus, FLAT_GRID)
+
+    raises_eager_and_jit(run, jnp.array([0.0, np.nan]), match="taus must be finite")
+    with pytest.raises(ValueError, match="max_steps must be an integer ≥ 1"):
+        solve_hj(u0_flat(0.5), flat, 0.5, TAUS, FLAT_GRID, max_steps=0)
+    with pytest.raises(ValueError, match="rtol must be finite and > 0"):
+        solve_heat(u0_flat(0.5), flat, 0.5, TAUS, FLAT_GRID, rtol=0.0)
+    with pytest.raises(ValueError, match="spectral ones"):
+        solve_hj(u0_flat(0.5), flat, 0.5, TAUS, (LineAxis(0.0, 0.1, 32),))
+
+
+def test_return_solution_module(flat_hj):
+    grid = FLAT_GRID + (NeumannAxis(0.0, 1.0, 4),)
+    values = np.broadcast_to(u0_flat(0.5)[:, None], (32, 4))
+    sol = solve_hj(values, flat, 0.5, TAUS, grid, return_solution=True)
+    assert isinstance(sol, PDESolution) and sol.grid == grid
+    assert int(sol.num_steps) > 0
+    np.testing.assert_allclose(sol.values[..., 0], flat_hj(0.5), atol=1e-8)
+    np.testing.assert_allclose(sol.values[..., 0], sol.values[..., 3], atol=1e-12)
+
+
+def test_float32_hj_and_heat_match_float64_answers():
+    """float32 values: the solve runs in float32 with the float32 default
+    tolerance (float64's 1e-9 used to hit max_steps) and keeps its accuracy."""
+    nu = 0.5
+    sol = solve_hj(
+        u0_flat(nu, np.float32),
+        flat,
+        np.float32(nu),
+        TAUS.astype(jnp.float32),
+        FLAT_GRID,
+        return_solution=True,
+    )
+    assert sol.values.dtype == jnp.float32
+    assert int(sol.num_steps) < 40
+    for i, tau in enumerate(np.asarray(TAUS)):
+        np.testing.assert_allclose(
+            sol.values[i], flat_local_entropy(nu, tau), atol=2e-5
+        )
+    w0 = (1.0 + 0.8 * np.cos(X_FLAT)).astype(np.float32)
+    heat = solve_heat(w0, flat, np.float32(nu), TAUS, FLAT_GRID, return_solution=True)
+    assert heat.values.dtype == jnp.float32
+    assert int(heat.num_steps) < 40
+    decay = np.exp(-nu * np.asarray(TAUS) / 2)[:, None]  # e^{(ντ/2)Δ} on cos x
+    exact = 1.0 + 0.8 * decay * np.cos(X_FLAT)
+    np.testing.assert_allclose(heat.values, exact, atol=2e-5)

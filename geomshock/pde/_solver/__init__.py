@@ -13,6 +13,7 @@ from ._burgers_space import (
     FiniteDifference as FiniteDifference,
     PseudoSpectral as PseudoSpectral,
 )
+from ._integrate import PDESolution as PDESolution
 from ._lawson import (
     IntegratingFactorRK as IntegratingFactorRK,
     SplitSpectralTerm as SplitSpectralTerm,

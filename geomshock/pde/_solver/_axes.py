@@ -113,7 +113,8 @@ def _fourier_derivative(u, axis, order, n, period):
     shape = [1] * u.ndim
     shape[axis] = n // 2 + 1
     u_hat = jnp.fft.rfft(u, axis=axis)
-    return jnp.fft.irfft(factor.reshape(shape) * u_hat, n=n, axis=axis)
+    factor = factor.reshape(shape).astype(u_hat.dtype)  # keep float32 float32
+    return jnp.fft.irfft(factor * u_hat, n=n, axis=axis)
 
 
 class PeriodicAxis(AbstractSpectralAxis):

@@ -33,9 +33,15 @@ class AbstractBurgersDiscretization(eqx.Module):
         raise NotImplementedError
 
 
-def wavenumbers(n: int, period: float) -> Float[Array, " k"]:
-    """Angular wavenumbers ``2π m / P`` of ``rfft`` for ``n`` points, period ``P``."""
-    return 2.0 * jnp.pi / period * jnp.arange(n // 2 + 1)
+def wavenumbers(n: int, period: float, dtype=None) -> Float[Array, " k"]:
+    """Angular wavenumbers ``2π m / P`` of ``rfft`` for ``n`` points, period ``P``.
+
+    >>> k = wavenumbers(4, 2.0, "float32")
+    >>> k.dtype, round(float(k[2]), 4)
+    (dtype('float32'), 6.2832)
+    """
+    k = 2.0 * jnp.pi / period * jnp.arange(n // 2 + 1)
+    return k if dtype is None else k.astype(dtype)
 
 
 class PseudoSpectral(AbstractBurgersDiscretization):
@@ -56,7 +62,8 @@ class PseudoSpectral(AbstractBurgersDiscretization):
             raise ValueError(f"dealias must be in (0, 1], got {self.dealias}")
 
     def term(self, nu, kappa_grid, n, period):
-        k = wavenumbers(n, period)
+        # The state's dtype (that of ν, cast to v0's by solve_burgers).
+        k = wavenumbers(n, period, jnp.result_type(nu))
         m = jnp.arange(n // 2 + 1)
         keep = m <= self.dealias * n / 2
         if n % 2 == 0:

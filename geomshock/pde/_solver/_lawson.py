@@ -72,7 +72,13 @@ class IntegratingFactorRK(diffrax.AbstractAdaptiveSolver):
 
     Example:
         >>> import diffrax
-        >>> solver = IntegratingFactorRK(diffrax.Dopri5.tableau, order=5)
+        >>> import jax.numpy as jnp
+        >>> from geomshock.pde import solve_burgers
+        >>> solver = IntegratingFactorRK(diffrax.Dopri5.tableau, method_order=5)
+        >>> x = jnp.linspace(0.0, 2 * jnp.pi, 32, endpoint=False)
+        >>> solve_burgers(-jnp.sin(x), x, 0.5, jnp.array([0.1]), period=2 * jnp.pi,
+        ...               solver=solver).shape
+        (1, 32)
     """
 
     tableau: diffrax.ButcherTableau = eqx.field(
@@ -109,7 +115,9 @@ class IntegratingFactorRK(diffrax.AbstractAdaptiveSolver):
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         terms = _unwrap(terms)
         tab = self.tableau
-        c = np.concatenate([[0.0], tab.c])
+        # Python floats: NumPy scalars from the tableau are strongly typed in JAX
+        # and would promote a float32 state to float64.
+        c = [0.0, *map(float, tab.c)]
         h = t1 - t0
         hl = h * terms.symbol
         n = terms.n
@@ -127,7 +135,7 @@ class IntegratingFactorRK(diffrax.AbstractAdaptiveSolver):
             z = jnp.exp(c[i] * hl) * y0_hat
             for j, a_ij in enumerate(row):
                 if a_ij != 0:
-                    z = z + (h * a_ij) * jnp.exp((c[i] - c[j]) * hl) * ks[j]
+                    z = z + (h * float(a_ij)) * jnp.exp((c[i] - c[j]) * hl) * ks[j]
             if tab.fsal and i == len(tab.a_lower):
                 y1_hat = z  # the FSAL stage is the solution itself
             ks.append(terms.nonlinear_hat(t0 + c[i] * h, z, args))
@@ -136,7 +144,7 @@ class IntegratingFactorRK(diffrax.AbstractAdaptiveSolver):
             out = base
             for j, b_j in enumerate(weights):
                 if b_j != 0:
-                    out = out + (h * b_j) * jnp.exp((1.0 - c[j]) * hl) * ks[j]
+                    out = out + (h * float(b_j)) * jnp.exp((1.0 - c[j]) * hl) * ks[j]
             return out
 
         if not tab.fsal:
