@@ -7,6 +7,7 @@ autodiff from each chart's gauge-fixed ``lift``.
 
 from ._action import (
     AbstractGroupAction as AbstractGroupAction,
+    AbstractRescalingAction as AbstractRescalingAction,
     default_projection_solver as default_projection_solver,
     horizontal_projection as horizontal_projection,
     orbit_tangent_operator as orbit_tangent_operator,
@@ -27,7 +28,10 @@ from ._attention import (
     MultiHeadAttentionChart as MultiHeadAttentionChart,
 )
 from ._balance import balance as balance
-from ._chart import AbstractQuotientChart as AbstractQuotientChart
+from ._chart import (
+    AbstractPermutableChart as AbstractPermutableChart,
+    AbstractQuotientChart as AbstractQuotientChart,
+)
 from ._layered import (
     LayeredRescaling as LayeredRescaling,
     ReLUCNNChart as ReLUCNNChart,

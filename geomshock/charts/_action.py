@@ -22,8 +22,11 @@ from .._custom_types import Matrix, Point
 
 Params = PyTree[Array]
 
-# Orbit tangents whose Gram matrix has a relative eigenvalue below this are
-# treated as linearly dependent (a nontrivial stabilizer: the action is not free).
+# Orbit tangents whose *correlation* matrix (the Gram matrix with unit
+# diagonal) has an eigenvalue below this are treated as linearly dependent (a
+# nontrivial stabilizer: the action is not free). Normalising each generator's
+# tangent first makes the test blind to the tangents' scales: a unit with a
+# tiny γ_j = 1e-13 has a tiny but independent tangent and is on the stratum.
 _STABILIZER_RTOL = 1e-12
 
 
@@ -60,6 +63,21 @@ class AbstractGroupAction(eqx.Module):
         return self.exp(xi)
 
 
+class AbstractRescalingAction(AbstractGroupAction):
+    """Positive rescalings, group elements the log-scales ``t ∈ R^k``.
+
+    ``t ↦ ‖exp(t)·θ‖²`` is a sum of exponentials of linear functions of ``t``;
+    :func:`geomshock.charts.balance` minimises it by Newton's method and needs
+    its Hessian, which every rescaling action states in closed form
+    (``norm_sq_hessian``; one pass over the parameters instead of ``k`` of
+    ``jax.hessian``).
+    """
+
+    @abc.abstractmethod
+    def norm_sq_hessian(self, params: Params, g: Float[Array, " k"]) -> Matrix:
+        """Hessian of ``t ↦ ‖exp(t)·θ‖²`` at ``t = g``, shape ``(k, k)``."""
+
+
 def orbit_tangents(action: AbstractGroupAction, params: Params) -> Float[Array, "D k"]:
     """Orbit tangents ``ξ_a·θ`` at ``θ = params`` as the columns of a ``(D, k)`` matrix.
 
@@ -84,35 +102,48 @@ def _flat_orbit(action: AbstractGroupAction, params: Params):
     return flat_orbit, xi0
 
 
-def _checked_gram(tangents: Float[Array, "D k"]) -> Matrix:
-    """Gram matrix of the orbit tangents, refusing a degenerate orbit."""
-    gram = tangents.T @ tangents
-    eig = jnp.linalg.eigvalsh(gram)
-    bad = ~(eig[0] > _STABILIZER_RTOL * jnp.maximum(eig[-1], jnp.finfo(eig.dtype).tiny))
-    return eqx.error_if(
-        gram,
+def _checked_correlation(tangents: Float[Array, "D k"]) -> tuple[Matrix, Array]:
+    """``(C, d)``: the correlation matrix ``C = D⁻¹ TᵀT D⁻¹`` of the orbit
+    tangents, ``D = diag(d)``, ``d_a = ‖ξ_a·θ‖``; refuses a degenerate orbit.
+
+    Degenerate means a zero tangent (``d_a = 0``: that generator fixes ``θ``)
+    or tangents that are linearly dependent *as directions* (an eigenvalue of
+    ``C`` below ``1e-12``), whatever their lengths.
+    """
+    norms = jnp.linalg.norm(tangents, axis=0)
+    tiny = jnp.finfo(tangents.dtype).tiny
+    unit = tangents / jnp.where(norms > tiny, norms, 1.0)
+    corr = unit.T @ unit
+    eig = jnp.linalg.eigvalsh(corr)
+    bad = ~jnp.all(norms > tiny) | ~(eig[0] > _STABILIZER_RTOL)
+    corr = eqx.error_if(
+        corr,
         bad | ~jnp.all(jnp.isfinite(eig)),
         "orbit tangents are linearly dependent at this point (nontrivial "
         "stabilizer: a dead unit, a zero norm or a rank-deficient factor); the "
-        "point is off the regular stratum",
+        "point is off the regular stratum. Expected a point where every "
+        "generator moves the parameters in its own direction",
     )
+    return corr, jnp.where(norms > tiny, norms, 1.0)
 
 
 def _vertical_coefficients(tangents, vectors):
     """Least-squares coefficients ``C`` with ``T C`` the orbit part of ``vectors``.
 
-    Solves the normal equations ``(TᵀT) C = Tᵀ V`` with a lineax Cholesky solve,
-    one right-hand side per column of ``vectors``.
+    Solves the normal equations ``(TᵀT) C = Tᵀ V`` in the scaled form
+    ``(D⁻¹TᵀTD⁻¹)(D C) = D⁻¹TᵀV`` (``D`` the tangent norms) with a lineax
+    Cholesky solve, one right-hand side per column of ``vectors``: the scaling
+    keeps tangents of very different lengths accurate.
     """
-    gram = _checked_gram(tangents)
-    operator = lx.MatrixLinearOperator(gram, lx.positive_semidefinite_tag)
-    rhs = tangents.T @ vectors
+    corr, norms = _checked_correlation(tangents)
+    operator = lx.MatrixLinearOperator(corr, lx.positive_semidefinite_tag)
+    rhs = (tangents / norms).T @ vectors
 
     def solve(b):
         # The Gram matrix is checked above; no runtime check inside the solve.
         return lx.linear_solve(operator, b, lx.Cholesky(), throw=False).value
 
-    return jax.vmap(solve, in_axes=1, out_axes=1)(rhs)
+    return jax.vmap(solve, in_axes=1, out_axes=1)(rhs) / norms[:, None]
 
 
 def horizontal_project_matrix(

@@ -6,9 +6,10 @@ import jax.numpy as jnp
 from jax.scipy.linalg import expm
 from jaxtyping import Array
 
+from .._checks import positive_int, run_time_check
 from .._custom_types import Point
 from ._action import AbstractGroupAction, Params
-from ._chart import AbstractQuotientChart
+from ._chart import AbstractPermutableChart
 
 # Relative size below which a singular value / gap counts as zero.
 _RANK_RTOL = 1e-10
@@ -64,11 +65,15 @@ def _top_block_gauge(left, right, what: str):
     r = left.shape[1]
     top = left[:r]
     sv = jnp.linalg.svd(top, compute_uv=False)
-    sv = eqx.error_if(
-        sv,
+    # The check is threaded into ``top``, which both outputs use (a zero head
+    # would otherwise give NaN under jit, the check removed as dead code).
+    top = run_time_check(
+        top,
         ~(sv[-1] > _RANK_RTOL * jnp.linalg.norm(left)),
-        f"the top {r}×{r} block of {what} is singular: outside this chart's domain "
-        "(or the factor is rank-deficient)",
+        f"the top {r}×{r} block of {what} is singular (smallest singular value "
+        f"<= {_RANK_RTOL:g} × ‖{what}‖, e.g. a zero head): outside this chart's "
+        "domain (or the factor is rank-deficient); expected a head whose first "
+        f"{r} rows of {what} are linearly independent",
     )
     return jnp.linalg.solve(top.T, left.T).T, top @ right
 
@@ -91,7 +96,7 @@ def _balanced_svd(left, right, what: str):
     return (q1 @ u) * root, (root[:, None] * vt) @ q2.T
 
 
-class MultiHeadAttentionChart(AbstractQuotientChart):
+class MultiHeadAttentionChart(AbstractPermutableChart):
     r"""Multi-head self-attention quotiented by per-head ``GL(d_k) × GL(d_v)``.
 
     ``f(X) = Σ_h softmax(X W_Q^h (X W_K^h)ᵀ / sqrt(d_k)) X W_V^h W_O^h`` for
@@ -117,12 +122,7 @@ class MultiHeadAttentionChart(AbstractQuotientChart):
 
     def __check_init__(self):
         for name in ("d_model", "heads", "d_k", "d_v"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"MultiHeadAttentionChart: {name} must be a positive int, "
-                    f"got {value!r}"
-                )
+            positive_int(getattr(self, name), f"MultiHeadAttentionChart: {name}")
         if max(self.d_k, self.d_v) > self.d_model:
             raise ValueError(
                 "MultiHeadAttentionChart needs d_k, d_v <= d_model, got "

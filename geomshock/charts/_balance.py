@@ -12,10 +12,12 @@ import jax.numpy as jnp
 import lineax as lx
 from jax import lax
 
-from ._action import AbstractGroupAction, Params
+from ._action import AbstractRescalingAction, Params
 
 _MAX_ITERS = 100
-_STEPS = 2.0 ** -jnp.arange(12)
+# Candidate Newton step lengths 1, 1/2, ..., 2^-11 (built per call, in the
+# parameters' dtype: nothing is computed at import time).
+_NUM_STEPS = 12
 
 
 def _sum_of_squares(tree) -> jax.Array:
@@ -27,7 +29,7 @@ def _cholesky_solve(matrix, vector):
     return lx.linear_solve(operator, vector, lx.Cholesky()).value
 
 
-def balance(action: AbstractGroupAction, params: Params) -> Params:
+def balance(action: AbstractRescalingAction, params: Params) -> Params:
     """The balanced representative ``exp(t*)·θ``, ``t* = argmin ‖exp(t)·θ‖²``.
 
     The minimizer is found by damped Newton (a few candidate step lengths per
@@ -35,15 +37,29 @@ def balance(action: AbstractGroupAction, params: Params) -> Params:
     step with a frozen Hessian carries them: at the minimizer its derivative
     with respect to ``θ`` is exactly the implicit one,
     ``dt* = −H⁻¹ ∂_θ∇_t f dθ``. Supports ``jit``, ``vmap``, ``jvp`` and ``grad``.
+
+    ``action`` is an :class:`AbstractRescalingAction` (it states the Hessian
+    of ``t ↦ ‖exp(t)·θ‖²``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from geomshock.charts import TwoLayerRescaling
+        >>> p = {"a": jnp.array([4.0]), "u": jnp.array([[1.0, 0.0]]), "c": 0.0}
+        >>> b = balance(TwoLayerRescaling(1), p)
+        >>> round(float(b["a"][0]), 6), round(float(b["u"][0, 0]), 6)  # |a| = ‖u‖
+        (2.0, 2.0)
     """
+    if not isinstance(action, AbstractRescalingAction):
+        raise ValueError(
+            "balance needs a rescaling action (an AbstractRescalingAction with "
+            f"norm_sq_hessian); got {type(action).__name__}"
+        )
     frozen = lax.stop_gradient(params)
     norm_sq = lambda t, p: _sum_of_squares(action.act(p, t))
     grad_t = jax.grad(norm_sq)
-    if hasattr(action, "norm_sq_hessian"):
-        hess_t = lambda t, p: action.norm_sq_hessian(p, t)
-    else:
-        hess_t = jax.hessian(norm_sq)
+    hess_t = lambda t, p: action.norm_sq_hessian(p, t)
     dtype = jax.tree_util.tree_leaves(frozen)[0].dtype
+    steps = 2.0 ** -jnp.arange(_NUM_STEPS, dtype=dtype)
     # Newton converges quadratically: once a step is below sqrt(eps)/10 the
     # iterate is accurate to round-off.
     tol = 0.1 * jnp.sqrt(jnp.finfo(dtype).eps)
@@ -60,8 +76,8 @@ def balance(action: AbstractGroupAction, params: Params) -> Params:
     def body(state):
         t, _, it = state
         d = direction(t)
-        trial = jax.vmap(lambda s: norm_sq(t + s * d, frozen))(_STEPS.astype(dtype))
-        step = _STEPS.astype(dtype)[jnp.argmin(trial)] * d
+        trial = jax.vmap(lambda s: norm_sq(t + s * d, frozen))(steps)
+        step = steps[jnp.argmin(trial)] * d
         return t + step, step, it + 1
 
     t0 = jnp.zeros((action.algebra_dim,), dtype)

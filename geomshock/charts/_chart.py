@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import lineax as lx
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
+from .._checks import default_float, finite_array, finite_tree
 from .._custom_types import Matrix, Point
 from ._action import (
     AbstractGroupAction,
@@ -27,7 +28,11 @@ class AbstractQuotientChart(eqx.Module):
     of ``lift`` (:func:`quotient_metric`), never typed in by hand.
 
     Points off the regular stratum raise a ``ValueError`` (static problems) or
-    an equinox runtime error (traced values), never a NaN.
+    an equinox runtime error (traced values), never a NaN. Every ``project``,
+    ``lift``, ``apply`` and ``gauge`` goes through :meth:`check_params` or
+    :meth:`check_point`, which refuse NaN/inf entries up front ("non-finite
+    input": a ``ValueError`` for known values, an equinox runtime error under
+    ``jit``), so a concrete chart gets that contract by calling them.
     """
 
     @property
@@ -58,20 +63,22 @@ class AbstractQuotientChart(eqx.Module):
         """The network function at inputs ``x`` (unchanged by ``gauge``)."""
 
     def check_params(self, params: Params) -> Params:
-        """Raise ``ValueError`` unless ``params`` has the expected structure/shapes."""
-        return check_structure(params, self.params_shape, type(self).__name__)
+        """``params`` as float arrays, checked: expected structure and shapes
+        (``ValueError``) and finite entries (non-finite input error)."""
+        owner = type(self).__name__
+        params = check_structure(params, self.params_shape, owner)
+        return finite_tree(params, f"the params given to {owner}")
 
     def check_point(self, q) -> Point:
-        """Raise ``ValueError`` unless ``q`` has shape ``(dim,)``."""
+        """``q`` as a float array, checked: shape ``(dim,)`` (``ValueError``) and
+        finite entries (non-finite input error)."""
         q = jnp.asarray(q)
         if q.shape != (self.dim,):
             raise ValueError(
                 f"{type(self).__name__} expects a point q of shape ({self.dim},), "
                 f"got shape {q.shape}; use jax.vmap for many points"
             )
-        if not jnp.issubdtype(q.dtype, jnp.floating):
-            q = q.astype(jnp.result_type(float))
-        return q
+        return finite_array(q, f"the point q given to {type(self).__name__}")
 
     def metric(self, q: Point) -> Matrix:
         """Quotient metric ``g_ij = <P_H ∂_iσ, P_H ∂_jσ>`` at ``q`` (autodiff of
@@ -96,7 +103,11 @@ class AbstractQuotientChart(eqx.Module):
 
 
 def check_structure(params, expected, owner: str):
-    """``ValueError`` unless ``params`` matches ``expected`` in structure and shapes."""
+    """``ValueError`` unless ``params`` matches ``expected`` in structure and shapes.
+
+    Unlike :func:`geomshock._checks.check_structure` the containers need only
+    flatten like ``expected`` (a list where a tuple is expected is accepted);
+    leaves become arrays of the default float dtype."""
     try:
         leaves = jax.tree_util.tree_structure(expected).flatten_up_to(params)
     except (ValueError, TypeError) as err:
@@ -111,10 +122,28 @@ def check_structure(params, expected, owner: str):
                 f"{owner} expects params with shapes {_describe(expected)}, "
                 f"got {_describe(params)}"
             )
-    return jax.tree_util.tree_map(
-        lambda x: jnp.asarray(x, dtype=jnp.result_type(float)), params
-    )
+    dtype = default_float()
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype=dtype), params)
 
 
 def _describe(tree) -> str:
     return str(jax.tree_util.tree_map(lambda x: tuple(jnp.shape(x)), tree))
+
+
+class AbstractPermutableChart(AbstractQuotientChart):
+    """A quotient chart whose units (hidden units, channels, heads) can also be
+    permuted: the interface :class:`CanonicalOrderChart` needs.
+
+    Besides the :class:`AbstractQuotientChart` methods, a concrete chart defines
+    ``permutation_keys`` (one sort key per unit, per group of permutable units,
+    invariant under the continuous group and moved along by permutations) and
+    ``permute`` (reorder the units without changing the network function).
+    """
+
+    @abc.abstractmethod
+    def permutation_keys(self, q: Point) -> tuple[Array, ...]:
+        """One 1-D array of sort keys per group of permutable units, at ``q``."""
+
+    @abc.abstractmethod
+    def permute(self, params: Params, perms: tuple[Array, ...]) -> Params:
+        """``params`` with group ``i``'s units reordered by ``perms[i]``."""

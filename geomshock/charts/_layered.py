@@ -10,9 +10,9 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from .._custom_types import Point
-from ._action import AbstractGroupAction, Params
+from ._action import AbstractRescalingAction, Params
 from ._balance import balance
-from ._chart import AbstractQuotientChart
+from ._chart import AbstractPermutableChart
 from ._sphere_coords import from_stereographic, normalize, to_stereographic
 
 
@@ -36,7 +36,7 @@ def _outgoing_norms(w):
     return jnp.sqrt(jnp.sum(w**2, axis=tuple(a for a in range(w.ndim) if a != 1)))
 
 
-class LayeredRescaling(AbstractGroupAction):
+class LayeredRescaling(AbstractRescalingAction):
     """Per-hidden-unit (or per-channel) rescaling of a layered ReLU network.
 
     Unit ``j`` of hidden layer ``i`` with scale ``c = e^{t}``: its incoming
@@ -101,7 +101,7 @@ class LayeredRescaling(AbstractGroupAction):
         return hess
 
 
-class _AbstractLayeredChart(AbstractQuotientChart):
+class _AbstractLayeredChart(AbstractPermutableChart):
     """Shared machinery of the MLP and CNN charts.
 
     Coordinates: each hidden unit's incoming vector ``v = (W_l[j].ravel(),

@@ -6,12 +6,12 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from .._custom_types import Point
-from ._action import AbstractGroupAction, Params
+from ._action import AbstractRescalingAction, Params
 from ._chart import AbstractQuotientChart
 from ._sphere_coords import from_stereographic, normalize, to_stereographic
 
 
-class PositiveScaling(AbstractGroupAction):
+class PositiveScaling(AbstractRescalingAction):
     """``w -> e^t w`` on a single array (one generator: ``ξ·w = w``)."""
 
     @property
@@ -23,6 +23,10 @@ class PositiveScaling(AbstractGroupAction):
 
     def act(self, params, g):
         return params * jnp.exp(g[0])
+
+    def norm_sq_hessian(self, params, g):
+        """``4 e^{2t} ‖w‖²`` at ``t = g[0]``, as a ``(1, 1)`` matrix."""
+        return jnp.reshape(4 * jnp.sum(self.act(params, g) ** 2), (1, 1))
 
 
 class SphereChart(AbstractQuotientChart):

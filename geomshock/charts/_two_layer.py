@@ -6,18 +6,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from .._checks import positive_int
 from .._custom_types import Point
-from ._action import AbstractGroupAction, Params
-from ._chart import AbstractQuotientChart
+from ._action import AbstractRescalingAction, Params
+from ._chart import AbstractPermutableChart
 from ._sphere_coords import from_sphere_coords, normalize, to_sphere_coords
 
 
-def _check_positive_int(value, name: str, owner: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{owner}: {name} must be a positive int, got {value!r}")
-
-
-class TwoLayerRescaling(AbstractGroupAction):
+class TwoLayerRescaling(AbstractRescalingAction):
     """Per-hidden-unit positive rescaling ``(a_j, u_j) -> (a_j/c_j, c_j u_j)``.
 
     Group elements are log-scales ``t = log c ∈ R^m``; ``exp`` is the identity
@@ -41,8 +37,13 @@ class TwoLayerRescaling(AbstractGroupAction):
             "c": params["c"],
         }
 
+    def norm_sq_hessian(self, params, g):
+        """``diag(4 (a_j² e^{−2t_j} + ‖u_j‖² e^{2t_j}))`` at ``t = g``."""
+        moved = self.act(params, g)
+        return jnp.diag(4 * (moved["a"] ** 2 + jnp.sum(moved["u"] ** 2, axis=1)))
 
-class TwoLayerReLUChart(AbstractQuotientChart):
+
+class TwoLayerReLUChart(AbstractPermutableChart):
     r"""Quotient chart of ``f(x) = Σ_j a_j relu(u_jᵀ (x, 1)) + c`` by per-unit
     positive rescaling (the paper's Sec. 3.1 model).
 
@@ -71,8 +72,8 @@ class TwoLayerReLUChart(AbstractQuotientChart):
     in_dim: int
 
     def __check_init__(self):
-        _check_positive_int(self.width, "width", "TwoLayerReLUChart")
-        _check_positive_int(self.in_dim, "in_dim", "TwoLayerReLUChart")
+        positive_int(self.width, "TwoLayerReLUChart: width")
+        positive_int(self.in_dim, "TwoLayerReLUChart: in_dim")
 
     @property
     def action(self) -> TwoLayerRescaling:

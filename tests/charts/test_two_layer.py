@@ -187,9 +187,9 @@ def test_laplace_beltrami_of_loss_jit_and_gauge_invariant(chart1):
 
 def test_bad_inputs(chart1):
     params = random_params(jax.random.PRNGKey(9), 3, 1)
-    with pytest.raises(ValueError, match="width must be a positive int"):
+    with pytest.raises(ValueError, match="width must be an integer ≥ 1"):
         TwoLayerReLUChart(width=0, in_dim=1)
-    with pytest.raises(ValueError, match="in_dim must be a positive int"):
+    with pytest.raises(ValueError, match="in_dim must be an integer ≥ 1"):
         TwoLayerReLUChart(width=2, in_dim=1.5)
     with pytest.raises(ValueError, match="expects params with structure"):
         chart1.project({"a": params["a"], "u": params["u"]})
