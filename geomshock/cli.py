@@ -1,64 +1,167 @@
-"""The ``geomshock`` command line. No numerics here: it dispatches to experiments."""
+"""The ``geomshock`` command line. No numerics here: it dispatches to experiments.
+
+Interrupts end a run cleanly: Ctrl-C (SIGINT) prints one line and exits with
+130, SIGTERM with 143; the results folder stays as it was (see
+:mod:`geomshock.experiments._runner`), and what a killed run (SIGKILL) left
+behind is removed when the next run starts.
+"""
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
-from . import __version__
+PROG = "geomshock"
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
-def _positive_int(text: str) -> int:
+class Terminated(BaseException):
+    """Raised in the main thread when the process receives SIGTERM."""
+
+
+def on_sigterm(signum, frame):
+    """SIGTERM handler: unwind like Ctrl-C, so temporaries are cleaned up."""
+    raise Terminated(signum)
+
+
+def _version() -> str:
+    import importlib.metadata as md
+
     try:
-        value = int(text)
-    except ValueError:
-        msg = f"expected a positive integer, got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+        return md.version("geomshock")
+    except md.PackageNotFoundError:  # running from a source tree
+        from . import __version__
+
+        return __version__
+
+
+def _int_at_least(minimum: int, expected: str):
+    """An argparse ``type`` for integers ``≥ minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1, "a positive integer")
+_nonnegative_int = _int_at_least(0, "an integer ≥ 0 (a training seed)")
+
+
+def _out_folder(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "expected a folder, got an empty string (write --out . for the current "
+            "folder)"
+        )
+    return Path(text)
+
+
+class _HelpFormatter(
+    argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter
+):
+    """Show defaults (except ``None``, explained in the help) and keep the epilog."""
+
+    def _get_help_string(self, action):
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _quick_epilog() -> str:
+    from .experiments._registry import QUICK_CHANGES
+
+    width = max(len(name) for name in QUICK_CHANGES)
+    lines = ["--quick changes (everything else is the full setting):"]
+    lines += [f"  {name:<{width}}  {text}" for name, text in QUICK_CHANGES.items()]
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .experiments import experiment_names
 
     parser = argparse.ArgumentParser(
-        prog="geomshock",
+        prog=PROG,
         description=(
             "Shock-wave theory and symmetry-reduced SGD (arXiv 2606.18303): "
             "exact Hopf–Cole solvers, geometry by autodiff, quotient charts."
         ),
+        formatter_class=_HelpFormatter,
     )
-    parser.add_argument(
-        "--version", action="version", version=f"%(prog)s {__version__}"
-    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser(
         "reproduce",
         help="regenerate the paper's experiments (figures, JSON and markdown report)",
+        description=(
+            "Regenerate the paper's experiments into a folder: PNG figures, "
+            "<name>.json per experiment, and report.md/report.json over every "
+            "experiment in the folder (re-running one keeps the others)."
+        ),
+        epilog=_quick_epilog(),
+        formatter_class=_HelpFormatter,
     )
     rep.add_argument(
         "what",
         choices=[*experiment_names(), "all"],
         help="which experiment; 'all' runs every one that is implemented",
     )
-    rep.add_argument("--out", type=Path, default=Path("results"), help="output folder")
-    rep.add_argument("--quick", action="store_true", help="smaller, faster settings")
     rep.add_argument(
-        "--seeds", type=_positive_int, default=None, help="number of training seeds"
+        "--out", type=_out_folder, default=Path("results"), help="output folder"
+    )
+    rep.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller, faster settings (see below; default: the full settings)",
+    )
+    rep.add_argument(
+        "--seeds",
+        type=_positive_int,
+        default=None,
+        help="number of training seeds 0..N-1 for fig2/table1 (default: 16); "
+        "for geometry, the key of the random points (default: 0)",
+    )
+    rep.add_argument(
+        "--seed",
+        type=_nonnegative_int,
+        default=None,
+        help="the training seed whose profiles fig2/table1 plot (default: the "
+        "median seed by peak curvature, as the report states)",
     )
     return parser
 
 
 def _check_writable(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(
+            f"--out {str(out)!r} is a file, not a folder; pass a folder (it is "
+            "created if missing)"
+        )
     target = out
     while not target.exists():
         target = target.parent
-    if not target.is_dir() or not os.access(target, os.W_OK | os.X_OK):
-        raise PermissionError(f"output folder {str(out)!r} is not writable")
+    if not target.is_dir():
+        raise NotADirectoryError(
+            f"output folder {str(out)!r} is not writable: {str(target)!r} is a "
+            "file, not a folder; pass a folder path"
+        )
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"output folder {str(out)!r} is not writable: no write permission on "
+            f"{str(target)!r}; pass a folder you can write to"
+        )
 
 
 def _reproduce(args) -> int:
+    _check_writable(args.out)
     import jax
 
     # The experiments compare against exact answers: run them in float64.
@@ -68,7 +171,6 @@ def _reproduce(args) -> int:
     from .experiments import available_experiments, run_experiments
 
     names = available_experiments() if args.what == "all" else [args.what]
-    _check_writable(args.out)
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -83,7 +185,12 @@ def _reproduce(args) -> int:
             )
 
         run_experiments(
-            names, args.out, quick=args.quick, seeds=args.seeds, progress=advance
+            names,
+            args.out,
+            quick=args.quick,
+            seeds=args.seeds,
+            seed=args.seed,
+            progress=advance,
         )
         progress.update(task, description="done", completed=2 * len(names))
     print(f"wrote {', '.join(names)} to {args.out}/ (report.md, report.json)")
@@ -91,14 +198,37 @@ def _reproduce(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv == ["--version"]:  # answered without building the parser
+        print(f"{PROG} {_version()}")
+        return 0
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        previous = None
     try:
         if args.command == "reproduce":
             return _reproduce(args)
-    except (ValueError, PermissionError, OSError) as err:
-        print(f"geomshock: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(
+            f"{PROG}: interrupted; {args.out}/ holds complete runs only",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print(
+            f"{PROG}: terminated; {args.out}/ holds complete runs only", file=sys.stderr
+        )
+        return EXIT_TERMINATED
+    except (ValueError, OSError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     parser.error(f"unknown command {args.command!r}")
     return 2
 

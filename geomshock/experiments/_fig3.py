@@ -41,12 +41,14 @@ def _settings(quick: bool) -> dict[str, Any]:
     return {"points": 1201, "nodes": 3201, "slope_taus": 49}
 
 
-def compute(*, quick: bool = False, seeds: int | None = None) -> dict[str, Any]:
+def compute(
+    *, quick: bool = False, seeds: int | None = None, seed: int | None = None
+) -> dict[str, Any]:
     """Velocity fields, inviscid overlay, slopes and baseline errors (plain data).
 
-    ``seeds`` is unused: this experiment is deterministic.
+    ``seeds`` and ``seed`` are unused: this experiment is deterministic.
     """
-    del seeds
+    del seeds, seed
     cfg = _settings(quick)
     s = jnp.linspace(-4.0, 4.0, cfg["points"])
     nodes = jnp.linspace(-10.0, 10.0, cfg["nodes"])

@@ -3,9 +3,12 @@
 An experiment is three plain functions, kept separate so each can be tested and
 called from user code on its own:
 
-- ``compute(*, quick, seeds) -> dict``: numbers only (arrays, floats, strings);
+- ``compute(*, quick, seeds, seed) -> dict``: numbers only (arrays, floats,
+  strings); ``seeds`` is how many training seeds, ``seed`` the one to plot;
 - ``plot(data) -> dict[str, Figure]``: figures from that data, keyed by file stem;
-- ``report(data) -> str``: a markdown section setting the paper beside ours.
+- ``report(data) -> str``: a markdown section setting the paper beside ours;
+- optionally ``setup(data) -> str``: a setup paragraph several sections share
+  (printed once in the combined report when it is the same).
 
 Modules are imported lazily so that ``geomshock --help`` stays fast.
 """
@@ -23,6 +26,7 @@ class Experiment:
     compute: Callable[..., dict[str, Any]]
     plot: Callable[[dict[str, Any]], dict[str, Any]]
     report: Callable[[dict[str, Any]], str]
+    setup: Callable[[dict[str, Any]], str] | None = None
 
 
 # name -> (module, attribute). Order is the order of ``reproduce all``.
@@ -31,6 +35,18 @@ _EXPERIMENTS: dict[str, tuple[str, str]] = {
     "fig2": ("geomshock.experiments._sec31", "FIG2"),
     "table1": ("geomshock.experiments._sec31", "TABLE1"),
     "fig3": ("geomshock.experiments._fig3", "FIG3"),
+}
+
+
+# What ``--quick`` changes, per experiment (shown by ``geomshock reproduce --help``;
+# a test checks these numbers against the experiments' settings).
+QUICK_CHANGES: dict[str, str] = {
+    "geometry": "1000 random points instead of 100000",
+    "fig2": "2048 instead of 8192 quadrature nodes on the circle for the exact "
+    "scheme, no node-doubling check (training unchanged)",
+    "table1": "as fig2",
+    "fig3": "321 instead of 1201 points in s, 801 instead of 3201 quadrature "
+    "nodes, 16 instead of 49 times for the slope curve",
 }
 
 

@@ -72,7 +72,9 @@ def _profile_figure(data: dict[str, Any], scheme: str):
             if row == 2:
                 ax.set_xlabel(r"slice angle $\theta$")
             ax.grid(alpha=0.3)
-    axes[0, -1].legend(fontsize=8, loc="best")
+    handles, labels = axes[0, -1].get_legend_handles_labels()
+    # outside the panels, so that no curve is hidden behind it
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5))
     seed = data["options"]["seeds"][data["representative_seed"]]
     fig.suptitle(
         f"Sec. 3.1 slice, {_SCHEMES[scheme]}, seed {seed}, "
@@ -90,17 +92,34 @@ def _spread_figure(data: dict[str, Any]):
     nus = np.array([r["nu"] for r in rows])
     fig, ax = plt.subplots(figsize=(7, 4.5))
     styles = {"first_order": ("tab:blue", 0.93), "exact": ("tab:green", 1.07)}
+    stuck = np.zeros(len(data["options"]["seeds"]), bool)
+    stuck[data["training"]["stuck_seeds"]] = True
     for scheme, (color, shift) in styles.items():
-        per_seed = np.array([r[scheme]["per_seed"] for r in rows])  # (n_ν, S)
+        per_seed = np.array([r[scheme]["per_seed"] for r in rows], float)  # (n_ν, S)
         for s in range(per_seed.shape[1]):
-            ax.plot(nus * shift, per_seed[:, s], color=color, alpha=0.25, lw=0.8)
-        ax.scatter(
-            np.repeat(nus * shift, per_seed.shape[1]),
-            per_seed.reshape(-1),
-            color=color,
-            s=12,
-            alpha=0.6,
-        )
+            ax.plot(
+                nus * shift,
+                per_seed[:, s],
+                color="0.5" if stuck[s] else color,
+                ls=":" if stuck[s] else "-",
+                alpha=0.25,
+                lw=0.8,
+            )
+        for is_stuck, marker, label in ((False, "o", None), (True, "x", "stuck")):
+            cols = per_seed[:, stuck == is_stuck]
+            if cols.size == 0:
+                continue
+            ax.scatter(
+                np.repeat(nus * shift, cols.shape[1]),
+                cols.reshape(-1),
+                color="0.4" if is_stuck else color,
+                marker=marker,
+                s=24 if is_stuck else 12,
+                alpha=0.8 if is_stuck else 0.6,
+                label=None
+                if label is None
+                else f"{_SCHEMES[scheme]}: stuck seed (loss ≈ log 2)",
+            )
         ax.plot(
             nus * shift,
             [r[scheme]["median"] for r in rows],
@@ -125,9 +144,13 @@ def _spread_figure(data: dict[str, Any]):
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("viscosity ν")
     ax.set_ylabel(r"$\max_\theta |\partial^2_\theta u^\nu|$ at τ = 0.1")
-    ax.set_title(f"Table 1 over {len(data['options']['seeds'])} seeds (one line each)")
+    ax.set_title(
+        f"Table 1 over {len(data['options']['seeds'])} seeds (one line each; "
+        f"{int(stuck.sum())} stuck, dotted)"
+    )
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    # outside the axes, so that no seed is hidden behind it
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     return fig
 
@@ -177,10 +200,18 @@ def _conventions(data: dict[str, Any]) -> list[str]:
         "kinks of U carry no curvature there), the first-order one its FD "
         "derivatives.",
         "",
-        f"Fig. 2 profiles: seed {opts['seeds'][data['representative_seed']]}, the "
-        "non-stuck seed whose final loss is closest to the paper's.",
-        "",
     ]
+
+
+def _profiles_line(data: dict[str, Any]) -> list[str]:
+    seed = data["options"]["seeds"][data["representative_seed"]]
+    rule = data["representative_rule"]
+    how = (
+        "chosen with `--seed`"
+        if rule == "--seed"
+        else f"{rule} (pick another with `--seed`)"
+    )
+    return [f"Profiles plotted: seed {seed}, {how}.", ""]
 
 
 def _max_rel(a, b) -> float:
@@ -284,12 +315,22 @@ def _peak_table_lines(data: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def report_fig2(data: dict[str, Any]) -> str:
+def report_setup(data: dict[str, Any]) -> str:
+    """The Sec. 3.1 setup paragraph and training table (shared by both sections)."""
+    return "\n".join([*_conventions(data), *_training_lines(data)])
+
+
+def _setup_lines(data, setup: bool) -> list[str]:
+    return [report_setup(data)] if setup else []
+
+
+def report_fig2(data: dict[str, Any], *, setup: bool = True) -> str:
+    """The Fig. 2 section; ``setup=False`` leaves out :func:`report_setup`."""
     lines = [
         "## Sec. 3.1, Fig. 2 grid: ν ∈ {0.01, 0.1, 1.0}, "
         "τ ∈ {0, 0.006, 0.012, 0.030, 0.054}\n",
-        *_conventions(data),
-        *_training_lines(data),
+        *_setup_lines(data, setup),
+        *_profiles_line(data),
         "Peak curvature `max_θ |∂²_θ u^ν|` on the 91 θ points, over seeds "
         "(the paper prints no numbers for this grid):",
         "",
@@ -303,13 +344,14 @@ def report_fig2(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report_table1(data: dict[str, Any]) -> str:
+def report_table1(data: dict[str, Any], *, setup: bool = True) -> str:
+    """The Table 1 section; ``setup=False`` leaves out :func:`report_setup`."""
     t1 = data["table1"]
     seeds = data["options"]["seeds"]
     lines = [
         "## Sec. 3.1, Table 1: `max_θ |∂²_θ u^ν|` at τ = 0.1\n",
-        *_conventions(data),
-        *_training_lines(data),
+        *_setup_lines(data, setup),
+        *_profiles_line(data),
         f"Intervals: {t1['interval']}.",
         "",
         "| ν | paper | ours, first-order FD (as printed) | ours, exact (as printed) "

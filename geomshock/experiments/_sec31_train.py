@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int
 
+from .. import _checks
 from ..charts import TwoLayerReLUChart
 
 Params = dict[str, Array]
@@ -61,24 +62,17 @@ class TrainConfig(eqx.Module):
 
     def __check_init__(self):
         for name in ("n_points", "width", "epochs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            _checks.positive_int(getattr(self, name), name)
         for name in ("learning_rate", "init_scale"):
-            value = getattr(self, name)
-            if not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value!r}")
-        if not self.jitter >= 0:
-            raise ValueError(f"jitter must be >= 0, got {self.jitter!r}")
-        if self.batch_size is not None and (
-            not isinstance(self.batch_size, int)
-            or self.batch_size < 1
-            or self.n_points % self.batch_size
-        ):
-            raise ValueError(
-                "batch_size must be None (full batch) or a positive divisor of "
-                f"n_points={self.n_points}, got {self.batch_size!r}"
-            )
+            _checks.positive_scalar(getattr(self, name), name)
+        _checks.positive_scalar(self.jitter, "jitter", allow_zero=True)
+        if self.batch_size is not None:
+            _checks.positive_int(self.batch_size, "batch_size")
+            if self.n_points % self.batch_size:
+                raise ValueError(
+                    "batch_size must be None (full batch) or a positive divisor of "
+                    f"n_points={self.n_points}, got {self.batch_size!r}"
+                )
 
     @property
     def steps_per_epoch(self) -> int:

@@ -18,6 +18,14 @@ from ._inviscid import (
     shock_positions as shock_positions,
 )
 from ._shock import shock_time as shock_time
+from ._slice import (
+    AbstractSliceScheme as AbstractSliceScheme,
+    ExactCircle as ExactCircle,
+    FirstOrderFD as FirstOrderFD,
+    SliceProfile as SliceProfile,
+    paper_theta_grid as paper_theta_grid,
+    slice_local_entropy as slice_local_entropy,
+)
 
 # isort: split
 
