@@ -16,6 +16,7 @@ from ._action import (
     quotient_metric_operator as quotient_metric_operator,
 )
 from ._adapters import (
+    UncheckedArchitectureWarning as UncheckedArchitectureWarning,
     eqx_mlp_from_params as eqx_mlp_from_params,
     flax_variables_from_params as flax_variables_from_params,
     mlp_chart_from_eqx as mlp_chart_from_eqx,
@@ -44,7 +45,6 @@ from ._mean_field import (
     gaussian_mmd as gaussian_mmd,
 )
 from ._permutation import CanonicalOrderChart as CanonicalOrderChart
-from ._slice import quotient_slice as quotient_slice
 from ._sphere import PositiveScaling as PositiveScaling, SphereChart as SphereChart
 from ._two_layer import (
     TwoLayerReLUChart as TwoLayerReLUChart,

@@ -110,7 +110,7 @@ def test_flax_adapter_round_trips_real_model():
     model = FlaxMLP((4, 3, 2))
     x = jax.random.normal(jax.random.PRNGKey(6), (9, 3))
     variables = model.init(jax.random.PRNGKey(7), x)
-    chart, params = mlp_chart_from_flax(variables)
+    chart, params = mlp_chart_from_flax(variables, model)
     assert chart.layer_sizes == (3, 4, 3, 2)
     reference = model.apply(variables, x)
     np.testing.assert_allclose(chart.apply(params, x), reference, rtol=1e-12)
@@ -121,7 +121,9 @@ def test_flax_adapter_round_trips_real_model():
     )
     np.testing.assert_allclose(model.apply(moved, x), reference, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(
-        chart.project(mlp_chart_from_flax(moved)[1]), chart.project(params), atol=1e-12
+        chart.project(mlp_chart_from_flax(moved, model)[1]),
+        chart.project(params),
+        atol=1e-12,
     )
     with pytest.raises(ValueError, match="Dense layers named like 'Dense_0'"):
         mlp_chart_from_flax({"params": {"Dense_0": {"weight": jnp.ones((2, 2))}}})
@@ -203,3 +205,56 @@ def test_nnx_adapter_refuses_other_architectures():
         mlp_chart_from_nnx(eqx.nn.Linear(2, 2, key=jax.random.PRNGKey(0)))
     with pytest.raises(ValueError, match="no nnx.Linear layers"):
         mlp_chart_from_nnx(nnx.Sequential(nnx.relu))
+
+
+class NamedLinenMLP(nn.Module):
+    """Layers under chosen names, in module (setup) order."""
+
+    activation: object = nn.relu
+
+    def setup(self):
+        self.hidden = nn.Dense(4)
+        self.middle = nn.Dense(3)
+        self.readout = nn.Dense(2)
+
+    def __call__(self, x):
+        x = self.activation(self.hidden(x))
+        return self.readout(self.activation(self.middle(x)))
+
+
+def test_flax_adapter_accepts_any_layer_names_in_module_order():
+    model = NamedLinenMLP()
+    x = jax.random.normal(jax.random.PRNGKey(20), (7, 3))
+    variables = model.init(jax.random.PRNGKey(21), x)
+    assert list(variables["params"]) == ["hidden", "middle", "readout"]
+    chart, params = mlp_chart_from_flax(variables, model)
+    assert chart.layer_sizes == (3, 4, 3, 2)
+    np.testing.assert_allclose(
+        chart.apply(params, x), model.apply(variables, x), rtol=1e-12
+    )
+    back = flax_variables_from_params(params, variables)
+    np.testing.assert_allclose(
+        model.apply(back, x), model.apply(variables, x), rtol=1e-12
+    )
+
+
+def test_flax_adapter_refuses_a_gelu_mlp_and_warns_without_model():
+    from geomshock.charts._adapters import UncheckedArchitectureWarning
+
+    gelu = NamedLinenMLP(activation=nn.gelu)
+    variables = gelu.init(jax.random.PRNGKey(22), jnp.ones((1, 3)))
+    with pytest.raises(ValueError, match="does not compute the ReLU MLP"):
+        mlp_chart_from_flax(variables, gelu)
+    with pytest.warns(UncheckedArchitectureWarning, match="pass model="):
+        mlp_chart_from_flax(variables)
+
+
+def test_import_geomshock_does_not_load_flax():
+    import subprocess
+    import sys
+
+    code = "import geomshock, sys; print('flax' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
