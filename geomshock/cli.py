@@ -26,6 +26,29 @@ def on_sigterm(signum, frame):
     raise Terminated(signum)
 
 
+def check_message(err: BaseException) -> str | None:
+    r"""The message of a failed run-time check (``eqx.error_if``) inside ``err``.
+
+    Under ``jax.jit`` the check surfaces wrapped in an XLA runtime error with
+    equinox's boilerplate; this is its first line, or None for other errors.
+
+    >>> check_message(RuntimeError("INTERNAL: CpuCallback error: ...\n"
+    ...     "_EquinoxRuntimeError: nu must be finite and > 0\n\n---- boilerplate"))
+    'nu must be finite and > 0'
+    >>> check_message(RuntimeError("some other failure")) is None
+    True
+    """
+    text = str(err)
+    marker = "EquinoxRuntimeError: "
+    if type(err).__name__.endswith("EquinoxRuntimeError"):
+        message = text
+    elif marker in text:
+        message = text.split(marker, 1)[1]
+    else:
+        return None
+    return message.strip().split("\n", 1)[0]
+
+
 def _version() -> str:
     import importlib.metadata as md
 
@@ -226,6 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        message = check_message(err)
+        if message is None:
+            raise  # a bug: keep its traceback
+        print(f"{PROG}: error: a run-time check failed: {message}", file=sys.stderr)
+        return 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

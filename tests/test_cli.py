@@ -304,3 +304,39 @@ def test_quick_changes_match_the_experiments_settings():
 def test_version_is_answered_without_the_parser(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("geomshock 0.")
+
+
+def test_import_geomshock_loads_neither_matplotlib_nor_flax():
+    code = (
+        "import sys, geomshock; "
+        "print(sorted(m for m in ('matplotlib', 'flax') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = result.stdout.strip()
+    assert "matplotlib" not in loaded  # loaded only where figures are drawn
+    assert "flax" not in loaded  # loaded only by the flax adapters
+
+
+def test_failed_run_time_check_is_one_line(tmp_path, monkeypatch, capsys):
+    import geomshock.experiments as experiments
+
+    def failing(*args, **kwargs):
+        raise RuntimeError(
+            "INTERNAL: CpuCallback error calling callback: Traceback ...\n"
+            "_EquinoxRuntimeError: local_entropy: the heat kernel is narrower "
+            "than the node spacing\n\n--------------------\nboilerplate"
+        )
+
+    monkeypatch.setattr(experiments, "run_experiments", failing)
+    code, err = _main(["reproduce", "fig3", "--out", str(tmp_path / "o")], capsys)
+    assert code == 1
+    assert err.strip() == (
+        "geomshock: error: a run-time check failed: local_entropy: the heat "
+        "kernel is narrower than the node spacing"
+    )
+    monkeypatch.setattr(experiments, "run_experiments", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+        main(["reproduce", "fig3", "--out", str(tmp_path / "o")])

@@ -45,6 +45,7 @@ from ._mean_field import (
     gaussian_mmd as gaussian_mmd,
 )
 from ._permutation import CanonicalOrderChart as CanonicalOrderChart
+from ._slice import quotient_slice as quotient_slice
 from ._sphere import PositiveScaling as PositiveScaling, SphereChart as SphereChart
 from ._two_layer import (
     TwoLayerReLUChart as TwoLayerReLUChart,

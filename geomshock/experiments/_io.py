@@ -37,6 +37,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) atomically; no temporary file is left behind.
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> atomic_write_text(folder / "report.md", "# report").read_text()
+    '# report'
+    >>> sorted(p.name for p in folder.iterdir())
+    ['report.md']
+    """
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -45,6 +54,10 @@ def to_jsonable(obj: Any) -> Any:
 
     Non-finite floats become the strings ``"inf"``, ``"-inf"`` and ``"nan"``
     so that the output is strict JSON.
+
+    >>> import numpy as np
+    >>> to_jsonable({"peak": np.array([1.5, np.inf]), "n": np.int64(3)})
+    {'peak': [1.5, 'inf'], 'n': 3}
     """
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}

@@ -9,7 +9,15 @@ _SCHEMES = {"first_order": "first-order FD (paper)", "exact": "exact semigroup"}
 
 
 def summarize(values) -> dict[str, Any]:
-    """Median, 10th/90th percentiles, min, max over the finite values."""
+    """Median, 10th/90th percentiles, min, max over the finite values.
+
+    Non-finite values (a scheme's ``+inf`` breakdown) are left out and
+    counted: ``n_finite`` of ``n``.
+
+    >>> s = summarize([1.0, 2.0, 3.0, float("inf")])
+    >>> s["median"], s["min"], s["max"], s["n_finite"], s["n"]
+    (2.0, 1.0, 3.0, 3, 4)
+    """
     arr = np.asarray(values, dtype=float).reshape(-1)
     finite = arr[np.isfinite(arr)]
     if finite.size == 0:
