@@ -322,9 +322,11 @@ def test_traced_grid_is_checked_at_run_time():
         jax.block_until_ready(solve(X_SMALL[::-1].copy()))
 
 
-def test_bad_times_and_options_name_the_cause():
+def test_bad_times_and_options_name_the_cause(small_solver):
     """NaN taus used to fail as "not resolved", max_steps=0 as "checkpoint"."""
     v0 = -np.sin(X_SMALL)
+    with pytest.raises(RUNTIME_ERRORS, match="nu must be finite and > 0"):
+        jax.block_until_ready(small_solver(-0.5, v0))  # jit twin of the ν check
     raises_eager_and_jit(
         lambda taus: solve_small(v0, taus=taus),
         jnp.array([0.0, np.nan]),
@@ -364,6 +366,11 @@ def test_return_solution_module_and_deprecated_stats():
     np.testing.assert_array_equal(sol.values, values)
     assert int(stats["num_steps"]) == int(sol.num_steps)
     assert int(solve_small(v0, taus=(0.0,), return_solution=True).num_steps) == 0
+
+
+def test_under_resolved_warning_lives_in_the_validation_layer():
+    assert UnderResolvedWarning is _checks.UnderResolvedWarning
+    assert issubclass(UnderResolvedWarning, UserWarning)
 
 
 def test_dealiased_nonlinear_term_conserves_energy():

@@ -179,7 +179,10 @@ def test_non_symmetric_metric_is_refused():
     )
 
 
-def test_bad_times_options_and_grid_name_the_cause():
+def test_bad_times_options_and_grid_name_the_cause(flat_hj):
+    with pytest.raises(RUNTIME_ERRORS, match="nu must be finite and > 0"):
+        jax.block_until_ready(flat_hj(-0.5))  # jit twin of the ν check
+
     def run(taus):
         return solve_hj(u0_flat(0.5), flat, 0.5, taus, FLAT_GRID)
 
@@ -215,7 +218,7 @@ def test_float32_hj_and_heat_match_float64_answers():
         return_solution=True,
     )
     assert sol.values.dtype == jnp.float32
-    assert int(sol.num_steps) < 40
+    assert int(sol.num_steps) < 40  # measured: 26 (float64: 24)
     for i, tau in enumerate(np.asarray(TAUS)):
         np.testing.assert_allclose(
             sol.values[i], flat_local_entropy(nu, tau), atol=2e-5
@@ -226,4 +229,4 @@ def test_float32_hj_and_heat_match_float64_answers():
     assert int(heat.num_steps) < 40
     decay = np.exp(-nu * np.asarray(TAUS) / 2)[:, None]  # e^{(ντ/2)Δ} on cos x
     exact = 1.0 + 0.8 * decay * np.cos(X_FLAT)
-    np.testing.assert_allclose(heat.values, exact, atol=2e-5)
+    np.testing.assert_allclose(heat.values, exact, atol=5e-6)
