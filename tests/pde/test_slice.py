@@ -12,6 +12,7 @@ from geomshock.pde import (
     ExactCircle,
     FirstOrderFD,
     SliceProfile,
+    first_order_semigroup,
     paper_theta_grid,
     slice_local_entropy,
 )
@@ -80,6 +81,7 @@ def test_exact_closed_form_bessel():
         tau,
         jnp.asarray(theta),
         scheme=ExactCircle(512),
+        convention="as_printed",
     )
     np.testing.assert_allclose(prof.u, ref, rtol=0, atol=1e-12)
 
@@ -140,7 +142,13 @@ def test_first_order_breakdown_is_inf_with_valid_mask():
     # with the breakdown value +inf (never NaN), as first_order_semigroup does.
     theta = paper_theta_grid()
     prof = slice_local_entropy(
-        lambda t: 2.0 * t**2, 1.0, 0.5, 1.0, theta, scheme=FirstOrderFD()
+        lambda t: 2.0 * t**2,
+        1.0,
+        0.5,
+        1.0,
+        theta,
+        scheme=FirstOrderFD(),
+        convention="as_printed",
     )
     valid = np.asarray(prof.valid)
     assert not valid[45] and valid[0]
@@ -206,6 +214,10 @@ def test_slice_static_errors():
     theta = paper_theta_grid()
     with pytest.raises(ValueError, match="convention must be 'theorem'"):
         slice_local_entropy(_U, 1.0, 0.1, 0.1, theta, convention="classic")
+    assert (
+        slice_local_entropy.__kwdefaults__["convention"]
+        == (first_order_semigroup.__kwdefaults__["convention"])
+    )
     with pytest.raises(ValueError, match="stencil must be"):
         FirstOrderFD("five-point")
     with pytest.raises(ValueError, match="num_nodes must be an int"):
@@ -249,3 +261,34 @@ def test_slice_metric_error_under_vmap_one_bad_member():
     # XLA may report the failed check through its callback as a ValueError
     with pytest.raises((*RUNTIME_ERRORS, ValueError), match="slice metric g"):
         jax.block_until_ready(run(jnp.array([1.0, -2.0])))
+
+
+@pytest.mark.parametrize("convention", ["theorem", "as_printed"])
+def test_first_order_fd_is_first_order_semigroup_with_the_same_keyword(convention):
+    # g = 1: the slice scheme is gs.first_order_semigroup up to the O(h²) of
+    # its finite differences, for either convention; both break down to +inf
+    # at the bottom of a sharp well (w ≤ 0 there).
+    theta = jnp.linspace(-1.0, 1.0, 2001)
+    nu, tau = 0.4, 0.05
+    fd = slice_local_entropy(
+        _U, 1.0, nu, tau, theta, scheme=FirstOrderFD("compact"), convention=convention
+    )
+    ad = first_order_semigroup(_U, nu, tau, theta, convention=convention)
+    np.testing.assert_allclose(fd.u[1:-1], ad[1:-1], rtol=0, atol=1e-7)
+
+    def well(t):
+        return 2.0 * t**2
+
+    fd = slice_local_entropy(
+        well,
+        1.0,
+        0.5,
+        1.0,
+        theta,
+        scheme=FirstOrderFD("compact"),
+        convention=convention,
+    )
+    ad = first_order_semigroup(well, 0.5, 1.0, theta, convention=convention)
+    broken = ~np.asarray(fd.valid)
+    assert broken.any() and np.all(np.asarray(ad)[broken] == np.inf)
+    assert np.all(np.asarray(fd.u)[broken] == np.inf)
