@@ -1,7 +1,12 @@
 """Symmetry-reduced SGD: projected drift and noise, projectability, projected
 SGD and the quotient SDE (paper Sec. 2, Thm. 2.2)."""
 
-from ._chart import FunctionChart as FunctionChart
+from ._chart import (
+    FunctionChart as FunctionChart,
+    GaugedChart as GaugedChart,
+    ProjectingChart as ProjectingChart,
+    SectionChart as SectionChart,
+)
 from ._noise import (
     AbstractMinibatchNoise as AbstractMinibatchNoise,
     AllMinibatches as AllMinibatches,
@@ -11,6 +16,7 @@ from ._projectability import (
     ProjectabilityReport as ProjectabilityReport,
     ProjectedMoments as ProjectedMoments,
     check_projectability as check_projectability,
+    default_projectability_rtol as default_projectability_rtol,
     projected_moments as projected_moments,
     quotient_coefficients as quotient_coefficients,
 )

@@ -1,33 +1,11 @@
-"""Trace-time and run-time input checks shared by the SDE subpackage."""
+"""Input checks specific to the SDE subpackage: PRNG keys and output shapes.
 
-import numbers
+Generic checks (positive scalars, finite arrays, "known now or traced?") come
+from :mod:`geomshock._checks`.
+"""
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
-
-
-def is_concrete(x) -> bool:
-    """Whether ``x`` has a value at trace time (a Python number or a concrete array)."""
-    if isinstance(x, numbers.Number):
-        return True
-    return not isinstance(x, jax.core.Tracer)
-
-
-def check_positive(value, name: str):
-    """``value > 0``: ``ValueError`` when known at trace time, else ``eqx.error_if``."""
-    if is_concrete(value):
-        arr = np.asarray(value)
-        if arr.shape != ():
-            raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
-        if not float(arr) > 0:
-            raise ValueError(f"{name} must be > 0, got {float(arr)}")
-        return value
-    arr = jnp.asarray(value)
-    if arr.shape != ():
-        raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
-    return eqx.error_if(arr, ~(arr > 0), f"{name} must be > 0")
 
 
 def key_batch_ndim(keys) -> int:
@@ -43,12 +21,18 @@ def key_batch_ndim(keys) -> int:
 
 
 def check_seed_keys(keys):
-    """Require a 1-D batch of keys (one per seed); return it and the seed count."""
+    """Require a non-empty 1-D batch of keys (one per seed); return it and the
+    seed count."""
     keys = jnp.asarray(keys) if not hasattr(keys, "dtype") else keys
     if key_batch_ndim(keys) != 1:
         raise ValueError(
             "keys must be a batch of PRNG keys with one leading seed axis, e.g. "
             f"jax.random.split(key, 256); got shape {keys.shape}"
+        )
+    if keys.shape[0] == 0:
+        raise ValueError(
+            "keys must hold at least one PRNG key (one run per key), e.g. "
+            "jax.random.split(key, 8); got 0 keys"
         )
     return keys, keys.shape[0]
 
@@ -62,17 +46,6 @@ def check_single_key(key, name: str = "key"):
             f"{'None' if key is None else f'shape {shape}'}"
         )
     return key
-
-
-def require_method(chart, name: str, purpose: str):
-    """Return ``chart.<name>`` or raise a ValueError naming what needed it."""
-    fn = getattr(chart, name, None)
-    if not callable(fn):
-        raise ValueError(
-            f"{purpose} needs a chart with a callable `{name}`; "
-            f"{type(chart).__name__} has none"
-        )
-    return fn
 
 
 def check_vector_output(fn, arg, name: str, expected: tuple[int, ...] | None):
@@ -89,3 +62,14 @@ def check_vector_output(fn, arg, name: str, expected: tuple[int, ...] | None):
     if shape != expected:
         raise ValueError(f"{name} must return shape {expected}, got shape {shape}")
     return shape
+
+
+def float_dtype_of(tree):
+    """The float dtype of a parameter pytree (its floating leaves promoted
+    together), or the default float when it has none."""
+    dtypes = [
+        jnp.result_type(leaf)
+        for leaf in jax.tree_util.tree_leaves(tree)
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.floating)
+    ]
+    return jnp.result_type(*dtypes) if dtypes else jnp.zeros(()).dtype

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ._checks import check_single_key, is_concrete
+from .._checks import is_concrete
+from ._checks import check_single_key
 
 
 class AbstractMinibatchNoise(eqx.Module):

@@ -26,7 +26,9 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
 
-from ._checks import check_single_key, check_vector_output, require_method
+from .._checks import finite_tree, per_dtype
+from ._chart import GaugedChart, ProjectingChart, SectionChart, require_chart
+from ._checks import check_single_key, check_vector_output, float_dtype_of
 from ._noise import AbstractMinibatchNoise
 
 Loss = Callable[[PyTree, PyTree], Float[Array, ""]]
@@ -61,7 +63,7 @@ def _check_loss(loss, params, batch):
 
 def projected_moments(
     loss: Loss,
-    chart,
+    chart: ProjectingChart,
     params: PyTree,
     noise: AbstractMinibatchNoise,
     key: PRNGKeyArray | None = None,
@@ -71,7 +73,8 @@ def projected_moments(
     Args:
         loss: ``loss(params, batch) -> scalar``, the minibatch loss; the full
             loss is its expectation over ``noise``'s minibatches.
-        chart: anything with ``project(params) -> q`` (``Φ``, a 1-D array).
+        chart: a :class:`ProjectingChart`: anything with ``project(params)
+            -> q`` (``Φ``, a 1-D array).
         params: a parameter pytree ``θ``.
         noise: ``AllMinibatches`` (exact expectation over a finite set) or
             ``SampledMinibatches`` (Monte Carlo; then ``key`` is required).
@@ -87,7 +90,8 @@ def projected_moments(
     ``jax.grad`` (with respect to ``params`` and whatever ``loss`` closes over).
     """
     _check_noise(noise)
-    project = require_method(chart, "project", "projected_moments")
+    project = require_chart(chart, ProjectingChart, "projected_moments").project
+    params = finite_tree(params, "params")
     check_vector_output(project, params, "chart.project", None)
     batches = jax.eval_shape(lambda k: noise.draw(k)[0], key)
     batch = jax.tree_util.tree_map(
@@ -105,12 +109,20 @@ def _moments(loss, project, params, noise, key):
     )
     point, d_project = jax.linearize(project, params)
     projected = jax.vmap(d_project)(grads)
+    weights = weights.astype(projected.dtype)
     drift = weights @ projected
     centred = projected - drift
     k = projected.shape[0]
     covariance = (centred.T * weights) @ centred * (k / (k - ddof))
     covariance = 0.5 * (covariance + covariance.T)
     return ProjectedMoments(point, drift, covariance, weights @ values)
+
+
+def default_projectability_rtol(dtype) -> float:
+    """Default ``rtol`` of :func:`check_projectability`: ``1e-8`` for float64
+    parameters, ``1e-4`` for float32 (whose rounding alone spreads the moments
+    by ~1e-6 along an orbit)."""
+    return per_dtype(dtype, float64=1e-8, float32=1e-4)
 
 
 def _relative_spread(x: Array) -> Array:
@@ -161,13 +173,13 @@ class ProjectabilityReport(eqx.Module):
 
 def check_projectability(
     loss: Loss,
-    chart,
+    chart: GaugedChart | ProjectingChart,
     params: PyTree,
     noise: AbstractMinibatchNoise,
     key: PRNGKeyArray,
     *,
     num_points: int = 8,
-    rtol: float = 1e-8,
+    rtol: float | None = None,
     gauge: Callable[[PyTree, PRNGKeyArray], PyTree] | None = None,
 ) -> ProjectabilityReport:
     r"""Test Assumption 2.1: are ``b = DΦ∇L`` and ``A = Cov(DΦ M)`` constant on
@@ -187,7 +199,9 @@ def check_projectability(
         loss, chart, params, noise: as in ``projected_moments``.
         key: PRNG key (split for the group elements and the minibatches).
         num_points: orbit points, including ``params`` itself (>= 2).
-        rtol: tolerance on each relative spread for ``projectable``.
+        rtol: tolerance on each relative spread for ``projectable``; default
+            :func:`default_projectability_rtol` of the parameters' dtype
+            (``1e-8`` for float64, ``1e-4`` for float32).
         gauge: ``(params, key) -> params``, a random element of the group to
             test (e.g. only permutations, only rescalings); default
             ``chart.gauge``.
@@ -200,10 +214,12 @@ def check_projectability(
     """
     if not isinstance(num_points, int) or num_points < 2:
         raise ValueError(f"num_points must be an int >= 2, got {num_points!r}")
+    if rtol is None:
+        rtol = default_projectability_rtol(float_dtype_of(params))
     if not rtol > 0:
         raise ValueError(f"rtol must be > 0, got {rtol}")
     if gauge is None:
-        gauge = require_method(chart, "gauge", "check_projectability")
+        gauge = require_chart(chart, GaugedChart, "check_projectability").gauge
     elif not callable(gauge):
         raise ValueError(f"gauge must be callable, got {type(gauge).__name__}")
     key = check_single_key(key)
@@ -238,7 +254,7 @@ def _orbit_report(loss, chart, gauge, params, noise, key, num_points, rtol):
 
 def quotient_coefficients(
     loss: Loss,
-    chart,
+    chart: SectionChart,
     noise: AbstractMinibatchNoise,
     key: PRNGKeyArray | None = None,
 ) -> tuple[
@@ -255,7 +271,7 @@ def quotient_coefficients(
     Pass them to ``solve_quotient_sde``.
     """
     _check_noise(noise)
-    lift = require_method(chart, "lift", "quotient_coefficients")
+    lift = require_chart(chart, SectionChart, "quotient_coefficients").lift
 
     def drift(y):
         return projected_moments(loss, chart, lift(y), noise, key).drift

@@ -10,7 +10,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ._checks import check_positive, check_seed_keys, check_vector_output, is_concrete
+from .._checks import (
+    concrete,
+    finite_array,
+    is_concrete,
+    positive_scalar,
+    run_time_check,
+)
+from ._checks import check_seed_keys, check_vector_output
 
 
 class AbstractMatrixSqrt(eqx.Module):
@@ -143,28 +150,40 @@ def solve_quotient_sde(
     per key, so results do not depend on how the keys are batched. Works under
     ``jax.jit``, ``jax.vmap`` (over ``y0``, ``η``, anything the coefficient
     functions close over; seeds are the ``keys`` axis) and ``jax.grad``
-    (pathwise, for fixed keys). A non-symmetric or indefinite ``A`` fails with
-    an error instead of producing NaN.
+    (pathwise, for fixed keys). Computes in ``y0``'s float dtype. Non-finite
+    input (``y0``, ``η``, or coefficients ``b(y0)``, ``A(y0)`` with NaN/inf) is
+    refused up front ("non-finite input"), a non-symmetric or indefinite ``A``
+    and a path that turns non-finite fail with an error instead of producing
+    NaN.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> path = solve_quotient_sde(
+        ...     lambda y: y, lambda y: jnp.eye(1), jnp.ones(1), learning_rate=0.01,
+        ...     t1=0.1, keys=jax.random.split(jax.random.key(0), 4),
+        ... )
+        >>> path.ys.shape  # (seeds, len(ts), m)
+        (4, 2, 1)
     """
     y0 = jnp.asarray(y0)
     if y0.ndim != 1:
         raise ValueError(f"y0 must have shape (m,), got shape {y0.shape}")
-    if not jnp.issubdtype(y0.dtype, jnp.floating):
-        y0 = y0.astype(jnp.result_type(float))
+    y0 = finite_array(y0, "y0")
     (m,) = y0.shape
     check_vector_output(drift, y0, "drift", (m,))
     check_vector_output(covariance, y0, "covariance", (m, m))
+    y0 = _finite_coefficients_at(y0, drift, covariance)
     matrix_sqrt = EighSqrt() if matrix_sqrt is None else matrix_sqrt
     if not isinstance(matrix_sqrt, AbstractMatrixSqrt):
         raise ValueError(
             "matrix_sqrt must be EighSqrt() or CholeskySqrt(), got "
             f"{type(matrix_sqrt).__name__}"
         )
-    learning_rate = check_positive(learning_rate, "learning_rate")
+    learning_rate = positive_scalar(learning_rate, "learning_rate", dtype=y0.dtype)
     keys, _ = check_seed_keys(keys)
     if is_concrete(t0) and is_concrete(t1) and not float(t1) > float(t0):
         raise ValueError(f"need t0 < t1, got t0={t0}, t1={t1}")
-    dt0 = learning_rate if dt0 is None else check_positive(dt0, "dt0")
+    dt0 = learning_rate if dt0 is None else positive_scalar(dt0, "dt0", dtype=y0.dtype)
     if max_steps is None:
         if all(is_concrete(x) for x in (t0, t1, dt0)):
             max_steps = math.ceil((float(t1) - float(t0)) / float(dt0) * (1 + 1e-9)) + 1
@@ -180,7 +199,34 @@ def solve_quotient_sde(
     ys = _sample_paths(
         coefficients, solver, y0, jnp.sqrt(learning_rate), keys, *times, ts, max_steps
     )
+    ys = run_time_check(
+        ys,
+        ~jnp.all(jnp.isfinite(ys)),
+        "the quotient SDE path became non-finite (the drift or covariance "
+        "returned NaN/inf along the path, or the path diverged); check the "
+        "coefficients away from y0, or lower dt0",
+    )
     return QuotientSDEPath(ts=ts, ys=ys)
+
+
+def _finite_coefficients_at(y0, drift, covariance):
+    """``y0``, after checking that ``b(y0)`` and ``A(y0)`` are finite (a
+    ``NonFiniteInputError`` now when known, else a run-time check on ``y0``)."""
+    for name, value in (
+        ("drift b(y0)", drift(y0)),
+        ("covariance A(y0)", covariance(y0)),
+    ):
+        value_c = concrete(value)
+        if value_c is not None:
+            finite_array(value_c, name)
+            continue
+        y0 = run_time_check(
+            y0,
+            ~jnp.all(jnp.isfinite(value)),
+            f"non-finite input: {name} contains NaN or inf; pass coefficient "
+            "functions that are finite at y0",
+        )
+    return y0
 
 
 class _Coefficients(eqx.Module):

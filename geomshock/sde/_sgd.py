@@ -6,12 +6,9 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from ._checks import (
-    check_positive,
-    check_seed_keys,
-    check_vector_output,
-    require_method,
-)
+from .._checks import finite_tree, positive_scalar
+from ._chart import ProjectingChart, SectionChart, require_chart
+from ._checks import check_seed_keys, check_vector_output, float_dtype_of
 from ._noise import AbstractMinibatchNoise
 from ._projectability import Loss, _check_loss, _check_noise
 
@@ -20,7 +17,8 @@ class ProjectedSGDPath(eqx.Module):
     """Projected SGD trajectories.
 
     ``ts[i] = η · n_i`` (the SDE time of step ``n_i``); ``ys[s, i] = Φ(θ_{n_i})``
-    for seed ``s``; ``params`` are the final parameters, one per seed.
+    for seed ``s``; ``params`` are the final parameters, one per seed (a
+    leading seed axis on every leaf).
     """
 
     ts: Float[Array, " t"]
@@ -50,7 +48,7 @@ def _check_structure(params, lifted):
 
 def projected_sgd(
     loss: Loss,
-    chart,
+    chart: ProjectingChart | SectionChart,
     params0: PyTree,
     noise: AbstractMinibatchNoise,
     *,
@@ -60,6 +58,7 @@ def projected_sgd(
     optimizer: optax.GradientTransformation | None = None,
     regauge: bool = False,
     save_every: int = 1,
+    per_seed: bool = False,
 ) -> ProjectedSGDPath:
     r"""Run minibatch SGD in parameter space, one run per key, and project it.
 
@@ -70,8 +69,12 @@ def projected_sgd(
 
     Args:
         loss: ``loss(params, batch) -> scalar``.
-        chart: anything with ``project`` (and ``lift`` if ``regauge``).
-        params0: the initial parameters (shared by every seed).
+        chart: a :class:`ProjectingChart` (anything with ``project``), a
+            :class:`SectionChart` (also ``lift``) if ``regauge``.
+        params0: the initial parameters, shared by every seed; with
+            ``per_seed=True``, one set per seed: every leaf has a leading axis
+            of length ``len(keys)`` (run ``s`` starts from ``params0[s]`` with
+            ``keys[s]``, exactly as a run of that seed alone).
         noise: the minibatch noise model (``SampledMinibatches`` or
             ``AllMinibatches``).
         learning_rate: ``η > 0`` (a Python float, or a traced scalar so that
@@ -86,6 +89,7 @@ def projected_sgd(
             The optimizer state is not transported, so use it with stateless
             optimizers such as SGD.
         save_every: record every ``save_every`` steps (must divide ``num_steps``).
+        per_seed: whether ``params0`` carries a leading seed axis (see above).
 
     Returns:
         ``ProjectedSGDPath(ts, ys, params)`` with ``ts`` of length
@@ -93,11 +97,27 @@ def projected_sgd(
 
     Works under ``jax.jit``, ``jax.vmap`` (over ``learning_rate``, ``params0``;
     seeds are the ``keys`` axis) and ``jax.grad`` (pathwise, for fixed keys).
-    A run that leaves the chart's domain or diverges fails with an error
+    Computes in the parameters' float dtype (float32 parameters give float32
+    paths). Non-finite ``params0`` or ``learning_rate`` are refused up front;
+    a run that leaves the chart's domain or diverges fails with an error
     instead of returning NaN.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> from geomshock.sde import AllMinibatches, FunctionChart
+        >>> chart = FunctionChart(project=lambda p: p)
+        >>> loss = lambda p, t: 0.5 * jnp.sum((p - t) ** 2)
+        >>> data = AllMinibatches(jnp.array([[1.0], [3.0]]))
+        >>> keys = jax.random.split(jax.random.key(0), 3)
+        >>> path = projected_sgd(
+        ...     loss, chart, jnp.zeros(1), data, learning_rate=0.5, num_steps=4,
+        ...     keys=keys,
+        ... )
+        >>> path.ys.shape  # (seeds, saved steps, m)
+        (3, 5, 1)
     """
     _check_noise(noise)
-    project = require_method(chart, "project", "projected_sgd")
+    project = require_chart(chart, ProjectingChart, "projected_sgd").project
     if not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}")
     if not isinstance(save_every, int) or save_every < 1 or num_steps % save_every:
@@ -105,14 +125,17 @@ def projected_sgd(
             f"save_every must be a positive int dividing num_steps={num_steps}, "
             f"got {save_every!r}"
         )
-    learning_rate = check_positive(learning_rate, "learning_rate")
-    keys, _ = check_seed_keys(keys)
-    check_vector_output(project, params0, "chart.project", None)
-    _check_loss(loss, params0, jax.eval_shape(noise.sample, keys[0]))
+    keys, num_seeds = check_seed_keys(keys)
+    params0 = finite_tree(params0, "params0")
+    one = _one_seed(params0, num_seeds) if per_seed else params0
+    learning_rate = positive_scalar(
+        learning_rate, "learning_rate", dtype=float_dtype_of(params0)
+    )
+    check_vector_output(project, one, "chart.project", None)
+    _check_loss(loss, one, jax.eval_shape(noise.sample, keys[0]))
     if regauge:
-        lift = require_method(chart, "lift", "projected_sgd(regauge=True)")
-        _check_structure(params0, jax.eval_shape(lambda p: lift(project(p)), params0))
-    learning_rate = jnp.asarray(learning_rate, dtype=jnp.result_type(float))
+        lift = require_chart(chart, SectionChart, "projected_sgd(regauge=True)").lift
+        _check_structure(one, jax.eval_shape(lambda p: lift(project(p)), one))
     setup = (
         loss,
         chart,
@@ -121,6 +144,7 @@ def projected_sgd(
         regauge,
         num_steps // save_every,
         save_every,
+        per_seed,
     )
     ys, params = _run(setup, params0, learning_rate, keys)
     ys = eqx.error_if(
@@ -133,15 +157,27 @@ def projected_sgd(
     return ProjectedSGDPath(ts=ts, ys=ys, params=params)
 
 
+def _one_seed(params0, num_seeds: int):
+    """The structure of one seed's ``params0`` (``per_seed=True``), checked."""
+    for leaf in jax.tree_util.tree_leaves(params0):
+        if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != num_seeds:
+            raise ValueError(
+                "with per_seed=True every leaf of params0 needs a leading seed "
+                f"axis of length len(keys) = {num_seeds}; got a leaf of shape "
+                f"{jnp.shape(leaf)}"
+            )
+    return jax.tree_util.tree_map(lambda x: x[0], params0)
+
+
 @eqx.filter_jit
 def _run(setup, params0, learning_rate, keys):
-    loss, chart, noise, optimizer, regauge, num_blocks, save_every = setup
+    loss, chart, noise, optimizer, regauge, num_blocks, save_every, per_seed = setup
     opt = optax.sgd(learning_rate) if optimizer is None else optimizer
 
     def fix(params):
         return chart.lift(chart.project(params)) if regauge else params
 
-    def run(key):
+    def run(key, params0):
         start = fix(params0)
 
         def step(carry, n):
@@ -160,4 +196,4 @@ def _run(setup, params0, learning_rate, keys):
         (params, _), ys = jax.lax.scan(block, init, jnp.arange(num_blocks))
         return jnp.concatenate([chart.project(start)[None], ys]), params
 
-    return jax.vmap(run)(keys)
+    return jax.vmap(run, in_axes=(0, 0 if per_seed else None))(keys, params0)
