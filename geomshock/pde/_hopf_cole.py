@@ -17,7 +17,7 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .. import _checks
 from ..geometry import grad_norm_sq, laplace_beltrami
-from ._kernel import kernel_terms, periodic_mode
+from ._kernel import IMAGES, kernel_terms, periodic_mode
 from ._nodes import (
     axis_nodes,
     check_axes,
@@ -123,38 +123,48 @@ def _quadrature(nu, var, *, modes, U_nodes, x2, grids, spacings, periods):
 
 
 def _resolution(nu, tau, axes, name: str):
-    """``tau``, refused where the kernel ``sqrt(ντ)`` is narrower than a spacing.
+    """``tau``, refused where the kernel ``sqrt(ντ)`` is too narrow for the nodes.
 
     The trapezoid rule on spacing ``h`` integrates a Gaussian of width ``σ``
     with relative error ``≈ 2 exp(−2π²σ²/h²)`` (Poisson summation): ``6e-9`` at
     ``σ = h``, below float64 rounding from ``σ ≈ 1.4 h``; below ``σ = h`` it
-    fails fast (one node carries the weight, and ``v`` jumps by ``h/τ``).
-    Known values raise ``ValueError`` now; traced ones are checked at run time
-    through the returned ``tau``.
+    fails fast (one node carries the weight, and ``v`` jumps by ``h/τ``). In
+    1-D, kernels down to ``h / REFINE`` use ``REFINE``× finer nodes (U is a
+    function, so it is evaluated there exactly); narrower ones, and ``σ < h``
+    on a tensor-product grid, are refused: a ``ValueError`` now for known
+    values, a run-time check through the returned ``tau`` for traced ones.
     """
+    refine = REFINE if len(axes) == 1 else 1
     for i, axis in enumerate(axes):
         h = axis.spacing
         where = f" along nodes[{i}]" if len(axes) > 1 else ""
-        head = f"{name}: the heat kernel is narrower than the node spacing{where}"
+        limit = "h" if refine == 1 else f"h/{refine}"
+        head = (
+            f"{name}: the heat kernel is narrower than the node spacing allows"
+            f"{where}: sqrt(ν τ) < {limit}"
+        )
         why = "so the trapezoid rule cannot resolve it and the result would be wrong"
         nu_c, tau_c, h_c = (_checks.concrete(a) for a in (nu, tau, h))
         if h_c is None:  # traced line nodes: their extent is not known now
-            fix = "use a node spacing ≤ sqrt(ν τ)"
+            fix = f"use a node spacing ≤ {refine} sqrt(ν τ)"
         else:
             length = axis.period or float(h_c) * (axis.n - 1)
-            count = f"ceil({length:.6g} / sqrt(ν τ))" + ("" if axis.period else " + 1")
+            count = f"ceil({length:.6g} / ({refine} sqrt(ν τ)))" + (
+                "" if axis.period else " + 1"
+            )
             fix = f"use at least {count} nodes over the same interval (now {axis.n})"
         if nu_c is None or tau_c is None or h_c is None:
-            bad = (tau > 0) & (nu * tau < jnp.asarray(h, dtype=tau.dtype) ** 2)
-            message = f"{head}: sqrt(ν τ) < h, {why}; {fix}, or a larger ν τ"
+            h_min = jnp.asarray(h, dtype=tau.dtype) / refine
+            bad = (tau > 0) & (nu * tau < h_min**2)
+            message = f"{head}, {why}; {fix}, or a larger ν τ"
             tau = _checks.run_time_check(tau, bad, message)
             continue
         var = float(nu_c) * float(tau_c)
-        if float(tau_c) > 0 and var < float(h_c) ** 2:
+        if float(tau_c) > 0 and var < (float(h_c) / refine) ** 2:
             sigma = var**0.5
-            needed = -int(-length // sigma) + (axis.period is None)
+            needed = -int(-length // (refine * sigma)) + (axis.period is None)
             raise ValueError(
-                f"{head}: sqrt(ν τ) = {sigma:.3g} < h = {float(h_c):.3g} (ν = "
+                f"{head} (sqrt(ν τ) = {sigma:.3g}, h = {float(h_c):.3g}; ν = "
                 f"{float(nu_c):.3g}, τ = {float(tau_c):.3g}), {why}; use at least "
                 f"{needed} nodes over the same interval (now {axis.n}), or a "
                 "larger ν τ"
@@ -184,12 +194,12 @@ def _hopf_cole_core(U, nu, tau, x, nodes, period, name):
         (u, v), bad_U, non_finite_values("U(nodes)"), _checks.NonFiniteInputError
     )
     if tails.shape[1]:
-        out = _truncation_warning(out, tails, axes, nu, tau, x2, name)
+        out = _truncation_warning(out, tails, bad_U, axes, nu, tau, x2, name)
     u, v = out
     return u, v, restore, dim
 
 
-def _truncation_warning(out, tails, axes, nu, tau, x2, name: str):
+def _truncation_warning(out, tails, bad_U, axes, nu, tau, x2, name: str):
     """Warn (:class:`TruncatedDomainWarning`) when line weights reach a grid end."""
     tol = _tail_tolerance(x2.dtype)
     line = [a for a, axis in enumerate(axes) if axis.period is None]
@@ -225,7 +235,7 @@ def _truncation_warning(out, tails, axes, nu, tau, x2, name: str):
         f"{reach} beyond the evaluation points x and the characteristic feet "
         "x − τ U'(x), until this warning stops (or pass period= for periodic data)"
     )
-    bad = jnp.any(tails > tol)
+    bad = jnp.any(tails > tol) & ~bad_U  # non-finite U is an error already
     return _checks.warn_if(out, bad, message, _checks.TruncatedDomainWarning)
 
 
@@ -256,6 +266,33 @@ def _skipped(nu, var, *, x2, lines):
     k, dim = x2.shape
     zeros = jnp.zeros((k,), x2.dtype), jnp.zeros((k, dim), x2.dtype)
     return *zeros, jnp.zeros((k, lines, 2), x2.dtype)
+
+
+# Node refinement for kernels narrower than the spacing (1-D): the potential is
+# evaluated on REFINE times finer nodes, down to sqrt(ντ) = h / REFINE.
+REFINE = 4
+
+
+def _refined(nu, var, *, U, x2, grid, h, period):
+    """:func:`_quadrature` on ``REFINE``× finer nodes (U evaluated there, exactly).
+
+    Used only when ``sqrt(var) < h``; the kernel is then far narrower than the
+    period, so the seven-image sum is exact (and the nearest image would do).
+    """
+    n = grid.shape[0]
+    count = REFINE * n if period is not None else REFINE * (n - 1) + 1
+    fine_h = jnp.asarray(h, x2.dtype) / REFINE
+    fine = grid[0] + fine_h * jnp.arange(count, dtype=x2.dtype)
+    return _quadrature(
+        nu,
+        var,
+        modes=(IMAGES,),
+        U_nodes=jax.vmap(U)(fine),
+        x2=x2,
+        grids=(fine,),
+        spacings=(fine_h,),
+        periods=(period,),
+    )
 
 
 def _initial_rate(U, nu, dim: int):
@@ -296,22 +333,33 @@ def _hopf_cole_jit(U, nu, tau, x2, grids, spacings, periods):
         mode = periodic_mode(var, periods[a], spacings[a], spread, count)
         index = 3 * index + mode
     combos = list(itertools.product(range(3), repeat=len(periodic)))
-    present = _present_anywhere(jnp.arange(len(combos)) == index)
+    branches = []
+    for combo in combos:
+        chosen = dict(zip(periodic, combo, strict=True))
+        branches.append(
+            functools.partial(
+                _quadrature,
+                modes=tuple(chosen.get(a, 0) for a in range(dim)),
+                U_nodes=U_nodes,
+                x2=x2,
+                grids=grids,
+                spacings=spacings,
+                periods=periods,
+            )
+        )
+    if dim == 1:  # a kernel narrower than the spacing: the refined nodes
+        fine = positive & (var < jnp.asarray(spacings[0], var.dtype) ** 2)
+        index = jnp.where(fine, len(branches), index)
+        branches.append(
+            functools.partial(
+                _refined, U=U, x2=x2, grid=grids[0], h=spacings[0], period=periods[0]
+            )
+        )
+    present = _present_anywhere(jnp.arange(len(branches)) == index)
     lines = dim - len(periodic)
     u, v, tails = _skipped(nu, var, x2=x2, lines=lines)
-    for i, combo in enumerate(combos):
-        chosen = dict(zip(periodic, combo, strict=True))
-        modes = tuple(chosen.get(a, 0) for a in range(dim))
-        branch = functools.partial(
-            _quadrature,
-            modes=modes,
-            U_nodes=U_nodes,
-            x2=x2,
-            grids=grids,
-            spacings=spacings,
-            periods=periods,
-        )
-        if len(combos) == 1:  # the line (or no periodic axis): nothing to pick
+    for i, branch in enumerate(branches):
+        if len(branches) == 1:  # nothing to pick
             u, v, tails = branch(nu, var)
             break
         skip = functools.partial(_skipped, x2=x2, lines=lines)

@@ -1,5 +1,7 @@
 """Exact log-domain Hopf–Cole: local entropy, viscous Burgers, first-order baseline."""
 
+import warnings
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -7,13 +9,19 @@ import mpmath
 import numpy as np
 import pytest
 
+from geomshock._checks import NonFiniteInputError
 from geomshock.pde import (
+    LineAxis,
+    PeriodicAxis,
+    TruncatedDomainWarning,
     burgers_hopf_cole,
     first_order_semigroup,
     hopf_lax,
     local_entropy,
 )
 from geomshock.pde._kernel import FOURIER, IMAGES, NEAREST, periodic_mode
+
+from .._errors import RUNTIME_ERRORS, raises_eager_and_jit
 
 BASDEVANT_SLOPE = 152.005161576
 
@@ -429,3 +437,220 @@ def test_traced_bad_viscosity_fails_loudly():
         fn(jnp.asarray(-0.1), jnp.asarray(1.0)).block_until_ready()
     with pytest.raises(eqx.EquinoxRuntimeError, match="tau must be finite and ≥ 0"):
         fn(jnp.asarray(0.1), jnp.asarray(-1.0)).block_until_ready()
+
+
+# --- hardening: grids, resolution, truncation, τ → 0, non-finite data ----------
+
+
+def _periodic_field(nodes):
+    return local_entropy(jnp.sin, 0.1, 1.0, 0.3, nodes=nodes, period=2 * np.pi)
+
+
+def _line_field(nodes):
+    return burgers_hopf_cole(gaussian, 0.1, 1.0, 0.3, nodes=nodes)
+
+
+def test_traced_grids_are_checked_at_run_time():
+    open_grid = jnp.linspace(0.0, 2 * np.pi, 33, endpoint=False)
+    line = jnp.linspace(-8.0, 8.0, 161)
+    closed = jnp.linspace(0.0, 2 * np.pi, 33)  # endpoint included: one node too many
+    raises_eager_and_jit(_periodic_field, closed, match="exactly one period")
+    # a fresh function each time: a cached jit re-raises as a plain ValueError
+    raises_eager_and_jit(lambda n: _line_field(n), line[::-1], match="uniform")
+    raises_eager_and_jit(
+        lambda n: _line_field(n), line.at[7].add(0.01), match="uniform"
+    )
+    grids = jnp.stack([open_grid, jnp.linspace(0.0, 2 * np.pi, 33)])
+    with pytest.raises(RUNTIME_ERRORS, match="exactly one period"):
+        jax.block_until_ready(jax.jit(jax.vmap(_periodic_field))(grids))
+    # valid grids give the same value traced as concrete
+    assert float(jax.jit(_periodic_field)(open_grid)) == pytest.approx(
+        float(_periodic_field(open_grid)), abs=1e-14
+    )
+    assert float(jax.jit(_line_field)(line)) == pytest.approx(
+        float(_line_field(line)), abs=1e-14
+    )
+
+
+def test_axes_are_accepted_as_nodes():
+    line = jnp.linspace(-8.0, 8.0, 161)
+    open_grid = jnp.linspace(0.0, 2 * np.pi, 33, endpoint=False)
+    axis = PeriodicAxis(0.0, 2 * np.pi, 33)
+    np.testing.assert_allclose(
+        local_entropy(jnp.sin, 0.1, 1.0, 0.3, nodes=axis),
+        _periodic_field(open_grid),
+        rtol=0,
+        atol=1e-14,
+    )
+    np.testing.assert_allclose(
+        burgers_hopf_cole(gaussian, 0.1, 1.0, 0.3, nodes=LineAxis(-8.0, 0.1, 161)),
+        _line_field(line),
+        rtol=0,
+        atol=1e-14,
+    )
+    with pytest.raises(ValueError, match="period 6.28"):
+        local_entropy(jnp.sin, 0.1, 1.0, 0.3, nodes=axis, period=1.0)
+
+
+def _narrow_reference(nu, tau, x):
+    """Hopf–Cole ``(u, v)`` of the Basdevant potential by mpmath (nearest image)."""
+    mpmath.mp.dps = 30
+
+    def weight(y):
+        return mpmath.exp(
+            -((x - y) ** 2) / (2 * nu * tau)
+            - mpmath.cos(mpmath.pi * y) / mpmath.pi / nu
+        )
+
+    points = [x - 30 * mpmath.sqrt(nu * tau), x, x + 30 * mpmath.sqrt(nu * tau)]
+    mass = mpmath.quad(weight, points)
+    moment = mpmath.quad(lambda y: (x - y) * weight(y), points)
+    u = -nu * mpmath.log(mass / mpmath.sqrt(2 * mpmath.pi * nu * tau))
+    return float(u), float(moment / mass / tau)
+
+
+def test_kernel_narrower_than_the_spacing_is_refined_or_refused():
+    # the issue's case: sqrt(ντ) = 3.2e-4 < h = 9.8e-4 (it returned 13.95)
+    nodes = jnp.linspace(-1.0, 1.0, 2048, endpoint=False)
+
+    def both(tau):
+        kw = dict(nodes=nodes, period=2.0)
+        return (
+            local_entropy(basdevant_potential, 0.01, tau, 0.3, **kw),
+            burgers_hopf_cole(basdevant_potential, 0.01, tau, 0.3, **kw),
+        )
+
+    # below h/4 it is refused, with the node count that would resolve it
+    raises_eager_and_jit(both, 1e-6, match="narrower than the node spacing")
+    with pytest.raises(ValueError, match="use at least 5000 nodes"):
+        both(1e-6)
+    with pytest.raises(RUNTIME_ERRORS, match="narrower than the node spacing"):
+        jax.block_until_ready(jax.jit(jax.vmap(both))(jnp.array([0.1, 1e-6])))
+    u_ref, v_ref = _narrow_reference(0.01, 1e-5, 0.3)
+    for u, v in (both(1e-5), jax.jit(both)(1e-5)):
+        assert float(u) == pytest.approx(u_ref, abs=1e-13)
+        assert float(v) == pytest.approx(v_ref, abs=1e-10)  # v ≈ −0.809
+    # tensor-product grids refine nothing: σ < h is refused
+    grid = jnp.linspace(-4.0, 4.0, 41)
+    with pytest.raises(
+        ValueError, match="allows along nodes\\[0\\]: sqrt\\(ν τ\\) < h "
+    ):
+        local_entropy(lambda y: y @ y, 0.01, 0.5, jnp.zeros(2), nodes=(grid, grid))
+
+
+def test_truncated_line_grid_warns_with_the_fix():
+    nodes = jnp.linspace(-8.0, 8.0, 801)
+
+    def quadratic(nu, x):
+        return local_entropy(lambda y: 0.5 * y**2, nu, 1.0, x, nodes=nodes)
+
+    # x = 20: the weights sit at y = 10, past the upper end (it returned 104.31)
+    with pytest.warns(TruncatedDomainWarning, match="upper end 8 of nodes"):
+        quadratic(0.1, 20.0)
+    with pytest.warns(TruncatedDomainWarning, match="by at least 12·sqrt"):
+        jax.block_until_ready(jax.jit(quadratic)(0.1, 20.0))
+        jax.effects_barrier()
+    # a kernel far wider than the grid (ν = 1e8 returned 7.4e8)
+    with pytest.warns(TruncatedDomainWarning, match="lower end -8 of nodes"):
+        quadratic(1e8, 0.5)
+    with pytest.warns(TruncatedDomainWarning, match="quadrature domain is too small"):
+        jax.block_until_ready(
+            jax.jit(jax.vmap(quadratic, (0, None)))(jnp.array([0.1, 1e8]), 0.5)
+        )
+        jax.effects_barrier()
+    # well inside the grid: exact, and no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TruncatedDomainWarning)
+        u = quadratic(0.1, 1.0)
+        jax.block_until_ready(jax.jit(quadratic)(0.1, 1.0))
+        jax.effects_barrier()
+    assert float(u) == pytest.approx(0.25 + 0.05 * np.log(2.0), abs=1e-12)
+
+
+def _gaussian_derivatives(x):
+    e = np.exp(-(x**2) / 2)
+    return -x * e, (x**2 - 1) * e, (3 * x - x**3) * e
+
+
+def test_tau_derivative_at_zero_is_the_pde_right_hand_side():
+    nodes = jnp.linspace(-8.0, 8.0, 801)
+    x = jnp.array([-1.0, 0.25, 2.0])
+    nu = 0.1
+    d1, d2, d3 = _gaussian_derivatives(np.asarray(x))
+
+    def u(t):
+        return local_entropy(gaussian, nu, t, x, nodes=nodes)
+
+    def v(t):
+        return burgers_hopf_cole(gaussian, nu, t, x, nodes=nodes)
+
+    rate_u = -0.5 * d1**2 + 0.5 * nu * d2  # −½|∇U|² + (ν/2)ΔU
+    rate_v = -d1 * d2 + 0.5 * nu * d3  # its x-derivative
+    for diff in (jax.jacfwd, jax.jacrev):
+        np.testing.assert_allclose(jax.jit(diff(u))(0.0), rate_u, rtol=0, atol=1e-14)
+        np.testing.assert_allclose(jax.jit(diff(v))(0.0), rate_v, rtol=0, atol=1e-14)
+    # the right difference quotient agrees (to O(τ))
+    eps = 1e-3
+    np.testing.assert_allclose((u(eps) - u(0.0)) / eps, rate_u, atol=3e-3)
+    np.testing.assert_allclose((v(eps) - v(0.0)) / eps, rate_v, atol=3e-3)
+
+
+def test_non_finite_potential_is_refused():
+    nodes = jnp.linspace(-4.0, 4.0, 81)
+
+    def field(a):
+        # log(a + s²) is NaN on the nodes |s| < sqrt(−a) when a < 0
+        return local_entropy(lambda s: jnp.log(a + s**2), 0.1, 1.0, 0.0, nodes=nodes)
+
+    assert bool(jnp.isfinite(field(1.0)))
+    raises_eager_and_jit(
+        field, -1.0, match="non-finite input: U\\(nodes\\)", eager=NonFiniteInputError
+    )
+    with pytest.raises(RUNTIME_ERRORS, match="non-finite input"):
+        jax.block_until_ready(jax.jit(jax.vmap(field))(jnp.array([1.0, -1.0])))
+    raises_eager_and_jit(
+        lambda s: burgers_hopf_cole(gaussian, 0.5, 1.0, s, nodes=nodes),
+        jnp.array([0.0, jnp.nan]),
+        match="non-finite input: x",
+        eager=NonFiniteInputError,
+    )
+
+
+# --- the regime switches of the periodic kernel, on both sides --------------------
+
+
+def _image_sum_reference(U_nodes, nodes, nu, var, x, period, images):
+    """−ν log of the node sum of the wrapped kernel, ``|m| ≤ images`` (numpy)."""
+    d = x - nodes[:, None]
+    d = d - period * np.round(d / period)
+    d = d + period * np.arange(-images, images + 1)[None, :]
+    log_w = -(d**2) / (2 * var) - 0.5 * np.log(2 * np.pi * var) - U_nodes[:, None] / nu
+    top = log_w.max()
+    h = period / nodes.shape[0]
+    return -nu * (np.log(np.sum(np.exp(log_w - top))) + top + np.log(h))
+
+
+def test_nearest_image_switch_on_both_sides():
+    # U = A cos y peaks at x = 0 and is least at the antipode, where the far
+    # images matter most: the tail bound of periodic_mode is nearly attained
+    period, count, nu, amplitude = 2 * np.pi, 64, 0.5, 5.0
+    h = period / count
+    nodes = np.arange(count) * h
+    U_nodes = amplitude * np.cos(nodes)
+    spread = float(np.ptp(U_nodes)) / nu
+    for tail, expected in ((40.5, NEAREST), (39.5, IMAGES), (12.0, IMAGES)):
+        var = (period**2 - h**2) / (8 * (tail + spread + np.log(6 * count)))
+        assert int(periodic_mode(var, period, h, spread, count)) == expected
+        u = local_entropy(
+            lambda y: amplitude * jnp.cos(y),
+            nu,
+            var / nu,
+            0.0,
+            nodes=jnp.asarray(nodes),
+            period=period,
+        )
+        full = _image_sum_reference(U_nodes, nodes, nu, var, 0.0, period, 20)
+        assert float(u) == pytest.approx(full, abs=2e-14)
+        nearest = _image_sum_reference(U_nodes, nodes, nu, var, 0.0, period, 0)
+        if tail < 20:  # here the nearest image alone would be visibly wrong
+            assert abs(nearest - full) > 1e-11

@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from geomshock._checks import NonFiniteInputError
 from geomshock.pde import (
+    LineAxis,
     characteristics,
     entropy_solution,
     hopf_lax,
@@ -13,6 +15,8 @@ from geomshock.pde import (
     shock_positions,
     shock_time,
 )
+
+from .._errors import RUNTIME_ERRORS, raises_eager_and_jit
 
 NODES = jnp.linspace(-8.0, 8.0, 801)
 
@@ -67,7 +71,8 @@ def drifting_shock():
     def locate(tau):
         shocks = shock_positions(drifting, tau, x, nodes=NODES)
         i = jnp.argmax(shocks.mask)
-        return shocks.mask.sum(), shocks.position[i], shocks.left[i], shocks.right[i]
+        found = shocks.position[i], shocks.left[i], shocks.right[i], shocks.speed[i]
+        return shocks.mask.sum(), *found
 
     return jax.jit(locate)
 
@@ -76,7 +81,7 @@ def test_shock_position_and_rankine_hugoniot(drifting_shock):
     assert float(shock_time(drifting, NODES)) == pytest.approx(1.0, rel=1e-13)
     assert int(drifting_shock(0.8)[0]) == 0  # no shock before τ* = 1
     for tau in (1.5, 2.5):
-        count, position, left, right = drifting_shock(tau)
+        count, position, left, right, reported = drifting_shock(tau)
         assert int(count) == 1
         # by Galilean invariance the shock sits at 0.3 τ, with speed 0.3
         assert float(position) == pytest.approx(0.3 * tau, abs=1e-12)
@@ -86,6 +91,10 @@ def test_shock_position_and_rankine_hugoniot(drifting_shock):
             2 * eps
         )
         assert float(speed) == pytest.approx(0.5 * float(left + right), abs=1e-8)
+        # Shocks.speed: Rankine–Hugoniot, the measured velocity, and Galilean 0.3
+        assert float(reported) == pytest.approx(0.5 * float(left + right), abs=1e-14)
+        assert float(reported) == pytest.approx(float(speed), abs=1e-8)
+        assert float(reported) == pytest.approx(0.3, abs=1e-12)
 
 
 def test_periodic_shock_is_symmetric():
@@ -131,3 +140,81 @@ def test_bad_input():
         shock_positions(gaussian, 1.0, jnp.array([0.0]), nodes=NODES)
     with pytest.raises(ValueError, match="x must have shape"):
         hopf_lax(gaussian, 1.0, jnp.zeros((2, 2)), nodes=NODES)
+
+
+# --- hardening: traced grids, τ → 0, non-finite data, tiny τ ----------------------
+
+
+def test_traced_grids_are_checked_at_run_time():
+    period = 2 * np.pi
+
+    def periodic(nodes):
+        return hopf_lax(jnp.cos, 0.5, 0.3, nodes=nodes, period=period)
+
+    def line(nodes):
+        return entropy_solution(gaussian, 0.5, 0.3, nodes=nodes)
+
+    open_grid = jnp.linspace(0.0, period, 64, endpoint=False)
+    raises_eager_and_jit(periodic, jnp.linspace(0.0, period, 64), match="one period")
+    # a fresh function each time: a cached jit re-raises as a plain ValueError
+    raises_eager_and_jit(lambda n: line(n), NODES[::-1], match="uniform")
+    raises_eager_and_jit(lambda n: line(n), NODES.at[5].add(0.003), match="uniform")
+    assert float(jax.jit(periodic)(open_grid)) == pytest.approx(
+        float(periodic(open_grid)), abs=1e-15
+    )
+    # an axis is accepted as the node set
+    axis = LineAxis(-8.0, 0.02, 801)
+    assert float(line(axis)) == pytest.approx(float(line(NODES)), abs=1e-14)
+
+
+def test_tau_derivative_at_zero_is_the_right_derivative():
+    x = jnp.array([-1.0, 0.25, 2.0])
+    xn = np.asarray(x)
+    e = np.exp(-(xn**2) / 2)
+    d1, d2 = -xn * e, (xn**2 - 1) * e
+
+    def sol(t):
+        s = lax_oleinik(gaussian, t, x, nodes=NODES)
+        return s.value, s.velocity, s.foot
+
+    for diff in (jax.jacfwd, jax.jacrev):
+        value, velocity, foot = jax.jit(diff(sol))(0.0)
+        np.testing.assert_allclose(value, -0.5 * d1**2, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(velocity, -d1 * d2, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(foot, -d1, rtol=0, atol=1e-15)
+
+
+def test_non_finite_potential_is_refused():
+    def velocity(a):
+        return entropy_solution(lambda s: jnp.log(a + s**2), 0.5, 0.3, nodes=NODES)
+
+    assert bool(jnp.isfinite(velocity(1.0)))
+    raises_eager_and_jit(
+        velocity,
+        -1.0,
+        match="non-finite input: U\\(nodes\\)",
+        eager=NonFiniteInputError,
+    )
+    with pytest.raises(RUNTIME_ERRORS, match="non-finite input"):
+        jax.block_until_ready(jax.jit(jax.vmap(velocity))(jnp.array([1.0, -1.0])))
+    with pytest.raises(NonFiniteInputError, match="non-finite input"):
+        shock_positions(
+            lambda s: jnp.log(-1.0 + s**2), 1.0, jnp.linspace(-1, 1, 5), nodes=NODES
+        )
+
+
+def test_tiny_tau_on_a_fine_periodic_grid():
+    # Hopf–Lax needs no kernel resolution: at τ = 1e-5 on 2048 nodes of [−1, 1)
+    # it follows the characteristic x = y − τ sin(πy), v = −sin(πy)
+    nodes = jnp.linspace(-1.0, 1.0, 2048, endpoint=False)
+    tau, x = 1e-5, 0.3
+    y = x
+    for _ in range(20):
+        y = y - (y - tau * np.sin(np.pi * y) - x) / (
+            1 - tau * np.pi * np.cos(np.pi * y)
+        )
+    v = entropy_solution(
+        lambda s: jnp.cos(jnp.pi * s) / jnp.pi, tau, x, nodes=nodes, period=2.0
+    )
+    # v = (x − y*)/τ: rounding of y* (~1e-17) is amplified by 1/τ
+    assert float(v) == pytest.approx(-np.sin(np.pi * y), abs=1e-10)

@@ -5,7 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from geomshock.pde import shock_time
+from geomshock._checks import NonFiniteInputError
+from geomshock.pde import PeriodicAxis, shock_time
+
+from .._errors import RUNTIME_ERRORS, raises_eager_and_jit
 
 
 def test_gaussian_shock_time_is_one():
@@ -62,3 +65,37 @@ def test_bad_input():
         shock_time(jnp.sin, jnp.linspace(0.0, 1.0, 11), period=2 * np.pi)
     with pytest.raises(ValueError, match="U must map a scalar to a scalar"):
         shock_time(lambda s: jnp.stack([s, s]), jnp.linspace(0.0, 1.0, 11))
+
+
+def test_non_finite_curvature_is_refused():
+    # U'' is NaN on the nodes |s| ≤ 1 (it returned inf, "never shocks")
+    nodes = jnp.linspace(-3.0, 3.0, 61)
+
+    def tau_star(a):
+        return shock_time(lambda s: jnp.sqrt(s**2 + a) ** 3, nodes)
+
+    assert bool(jnp.isfinite(tau_star(1.0))) or bool(jnp.isposinf(tau_star(1.0)))
+    raises_eager_and_jit(
+        tau_star,
+        -1.0,
+        match="non-finite input: U''\\(nodes\\)",
+        eager=NonFiniteInputError,
+    )
+    with pytest.raises(RUNTIME_ERRORS, match="non-finite input"):
+        jax.block_until_ready(jax.jit(jax.vmap(tau_star))(jnp.array([1.0, -1.0])))
+
+
+def test_traced_grids_are_checked_and_axes_accepted():
+    def tau_star(nodes):
+        return shock_time(lambda s: -0.5 * jnp.cos(2 * s), nodes, period=np.pi)
+
+    open_grid = jnp.linspace(0.0, np.pi, 40, endpoint=False)
+    raises_eager_and_jit(tau_star, jnp.linspace(0.0, np.pi, 40), match="one period")
+    raises_eager_and_jit(
+        lambda n: shock_time(jnp.sin, n), jnp.linspace(1.0, 0.0, 11), match="uniform"
+    )
+    assert float(jax.jit(tau_star)(open_grid)) == pytest.approx(0.5, rel=1e-13)
+    axis = PeriodicAxis(0.0, np.pi, 40)
+    assert float(shock_time(lambda s: -0.5 * jnp.cos(2 * s), axis)) == pytest.approx(
+        0.5, rel=1e-13
+    )
