@@ -135,6 +135,19 @@ def lax_oleinik(
     Supports ``jit``, ``vmap`` over ``tau`` and ``x``, and ``grad`` in ``x``
     and ``tau`` away from shocks (the envelope theorem makes the value
     differentiable everywhere except exactly at a shock).
+
+    ``nodes`` is a uniform grid (or an axis) as in
+    :func:`geomshock.pde.local_entropy`, checked the same way (traced grids at
+    run time); NaN or inf values of ``U`` on the nodes raise a "non-finite
+    input" error. At ``τ = 0`` the ``τ``-derivatives are the right derivatives
+    ``−½U'²`` (value), ``−U'U''`` (velocity) and ``−U'`` (foot).
+
+    Example (``U = y²/2``: foot ``x/(1 + τ)``):
+        >>> import jax.numpy as jnp
+        >>> sol = lax_oleinik(lambda y: 0.5 * y**2, 1.0, jnp.array([1.0]),
+        ...                   nodes=jnp.linspace(-4.0, 4.0, 81))
+        >>> [round(float(a[0]), 12) for a in (sol.value, sol.velocity, sol.foot)]
+        [0.25, 0.5, 0.5]
     """
     grid, spacing, period, flat, restore, tau = _prepare(U, tau, x, nodes, period)
     sol = _checked(*_solve(U, tau, flat, grid, spacing, period))
@@ -152,6 +165,13 @@ def hopf_lax(
 
     The ν → 0 limit of :func:`local_entropy`; see :func:`lax_oleinik` for how
     the minimum is found and what transformations are supported.
+
+    Example (``U = y²/2``: ``u = x²/(2(1 + τ))``):
+        >>> import jax.numpy as jnp
+        >>> nodes = jnp.linspace(-8.0, 8.0, 161)
+        >>> u = hopf_lax(lambda y: 0.5 * y**2, 1.0, 3.0, nodes=nodes)
+        >>> round(float(u), 12)
+        2.25
     """
     return lax_oleinik(U, tau, x, nodes=nodes, period=period).value
 
@@ -164,6 +184,14 @@ def entropy_solution(
     Lax–Oleinik: ``v(τ, x) = (x − y*)/τ``, ``y*`` minimising
     ``U(y) + (x − y)²/(2τ)``; valid before and after the shock time. See
     :func:`lax_oleinik`.
+
+    Example (a standing shock at ``π/2`` from ``τ* = ½``, ``v0 = sin 2s``):
+        >>> import jax.numpy as jnp
+        >>> nodes = jnp.linspace(0.0, jnp.pi, 64, endpoint=False)
+        >>> v = entropy_solution(lambda s: -0.5 * jnp.cos(2 * s), 1.0,
+        ...                      jnp.array([1.5, 1.6]), nodes=nodes, period=jnp.pi)
+        >>> bool(v[0] > 0 > v[1])  # left state > right state across it
+        True
     """
     return lax_oleinik(U, tau, x, nodes=nodes, period=period).velocity
 
@@ -178,6 +206,13 @@ def characteristics(
     ``v`` is constant, ``U'(ξ)``, along each line; they are the classical
     solution until they first cross at :func:`shock_time`. Output shape is
     ``tau.shape + xi.shape``. Supports ``jit``, ``vmap`` and ``grad``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> characteristics(lambda s: jnp.exp(-s**2 / 2), jnp.array([0.0, 1.0]),
+        ...                 jnp.array([0.0, 1.0])).round(6)
+        Array([[0.      , 1.      ],
+               [0.      , 0.393469]], dtype=float64)
     """
     tau = jnp.asarray(tau, dtype=jnp.zeros(()).dtype)
     xi = jnp.asarray(xi, dtype=tau.dtype)
@@ -207,6 +242,17 @@ def shock_positions(
 
     Returns:
         :class:`Shocks` with one entry per interval of ``x``.
+
+    Example (the standing shock of ``v0 = sin 2s`` at ``π/2``):
+        >>> import jax.numpy as jnp
+        >>> nodes = jnp.linspace(0.0, jnp.pi, 64, endpoint=False)
+        >>> shocks = shock_positions(lambda s: -0.5 * jnp.cos(2 * s), 1.0,
+        ...                          jnp.linspace(0.1, 3.0, 30), nodes=nodes,
+        ...                          period=jnp.pi)
+        >>> int(shocks.mask.sum()), round(float(shocks.position[shocks.mask][0]), 10)
+        (1, 1.5707963268)
+        >>> round(float(shocks.speed[shocks.mask][0]), 12)  # (v_L + v_R)/2
+        0.0
     """
     grid, spacing, period, flat, _, tau = _prepare(U, tau, x, nodes, period)
     if flat.shape[0] < 2:
