@@ -147,7 +147,8 @@ def plot(data: dict[str, Any]) -> dict[str, Any]:
         ls=(0, (4, 2)),
         label="inviscid entropy, τ = " + ", ".join(f"{t:g}" for t in OVERLAY_TAUS),
     )
-    top[0].legend(loc="lower left", fontsize=8, frameon=False)
+    # below the figure, so that no curve is hidden behind it
+    fig.legend(loc="outside lower center", fontsize=8, frameon=False)
     fig.colorbar(
         cm.ScalarMappable(norm=norm, cmap=cmap),
         ax=top,
