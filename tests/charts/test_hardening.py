@@ -2,8 +2,10 @@
 
 import jax
 import jax.numpy as jnp
+import lineax as lx
 import numpy as np
 import pytest
+from jax.flatten_util import ravel_pytree
 
 from geomshock.charts import (
     AbstractGroupAction,
@@ -189,3 +191,73 @@ def test_closed_form_rescaling_hessians_match_autodiff(action, params):
     np.testing.assert_allclose(
         action.norm_sq_hessian(params, t), jax.hessian(norm_sq)(t), rtol=1e-13
     )
+
+
+# --- defect 16: the dense and matrix-free metrics against independent references --
+
+
+def _numpy_quotient_metric(chart, q, h=1e-5):
+    """``(P_H J)ᵀ(P_H J)`` with ``J`` (of the lift) and the orbit tangents (of the
+    action) by central differences, ``P_H`` by ``numpy.linalg.lstsq``: no
+    autodiff, no lineax."""
+    q = np.asarray(q, dtype=np.float64)
+    flat_lift = jax.jit(jax.vmap(lambda p: ravel_pytree(chart.lift(p))[0]))
+    steps = h * np.eye(q.size)
+    jac = (np.asarray(flat_lift(q + steps)) - np.asarray(flat_lift(q - steps))).T
+    jac /= 2 * h
+    theta = chart.lift(jnp.asarray(q))
+    action = chart.action
+    orbit = jax.jit(
+        jax.vmap(lambda xi: ravel_pytree(action.act(theta, action.exp(xi)))[0])
+    )
+    xi = h * np.eye(action.algebra_dim)
+    tangents = (np.asarray(orbit(xi)) - np.asarray(orbit(-xi))).T / (2 * h)
+    coefficients = np.linalg.lstsq(tangents, jac, rcond=None)[0]
+    horizontal = jac - tangents @ coefficients
+    return horizontal.T @ horizontal
+
+
+def _dense_and_lsmr_metrics(chart, q):
+    """The dense metric and the matrix-free LSMR one, materialised (the
+    default operator is compared with the dense one in test_charts.py)."""
+    lsmr = lx.LSMR(rtol=1e-14, atol=0.0, max_steps=1000)
+    operator = jax.vmap(lambda v: chart.metric_operator(q, solver=lsmr).mv(v))
+    return {
+        "dense": jax.jit(chart.metric)(q),
+        "lsmr": jax.jit(operator)(jnp.eye(q.size)),
+    }
+
+
+_REFERENCE_CHARTS = {
+    "two-layer": TwoLayerReLUChart(3, 1),
+    "sphere": SphereChart((4,)),
+    "mlp": ReLUMLPChart((2, 3, 2, 1)),
+    "attention": MultiHeadAttentionChart(d_model=3, heads=2, d_k=1, d_v=2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_REFERENCE_CHARTS))
+def test_dense_and_matrix_free_metrics_match_independent_references(name):
+    chart = _REFERENCE_CHARTS[name]
+    params = jax.tree_util.tree_map(
+        lambda x: x / jnp.sqrt(max(x.size, 1)), random_params(chart, 30)
+    )
+    q = chart.project(params)
+    if name == "two-layer":  # |γ_j| ~ 1, where differences of √|γ| are accurate
+        q = jnp.array([0.8, -1.3, 0.6, 0.3, 2.0, -1.0, 0.5])
+    reference = _numpy_quotient_metric(chart, q)
+    scale = np.linalg.norm(reference)
+    metrics = _dense_and_lsmr_metrics(chart, q)
+    for path, g in metrics.items():
+        err = np.linalg.norm(np.asarray(g) - reference) / scale
+        assert err < 1e-8, (path, err)
+    closed = {  # closed forms, exact to round-off
+        "two-layer": lambda q: np.diag(
+            np.concatenate([1 / (2 * np.abs(q[:3])), np.abs(q[:3]), [1.0]])
+        ),
+        "sphere": lambda q: 4 / (1 + q @ q) ** 2 * np.eye(q.size),
+    }
+    if name in closed:
+        exact = closed[name](np.asarray(q))
+        for path, g in metrics.items():
+            np.testing.assert_allclose(g, exact, rtol=1e-10, atol=1e-13, err_msg=path)
