@@ -66,6 +66,15 @@ class TwoLayerReLUChart(AbstractPermutableChart):
     Off the stratum (equinox runtime error): a dead unit ``u_j = 0``, ``γ_j = 0``
     (``a_j = 0``: the metric ``1/(2|γ_j|)`` blows up there), a direction at the
     stereographic pole. Wrong structure or shapes: ``ValueError``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> chart = TwoLayerReLUChart(width=1, in_dim=1)
+        >>> q = jnp.array([2.0, 0.5, -0.1])  # (γ, φ, c)
+        >>> jnp.diag(chart.metric(q)).round(6).tolist()  # (1/(2|γ|), |γ|, 1)
+        [0.25, 2.0, 1.0]
+        >>> chart.project(chart.lift(q)).round(6).tolist()
+        [2.0, 0.5, -0.1]
     """
 
     width: int

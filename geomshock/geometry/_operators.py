@@ -66,6 +66,12 @@ def gradient(f: ScalarField, metric: MetricFn) -> VectorField:
 
     Returns:
         ``q -> grad f(q)``, an array of shape ``(n,)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> polar = lambda q: jnp.diag(jnp.array([1.0, q[0] ** 2]))
+        >>> gradient(lambda q: q[0] * q[1], polar)(jnp.array([2.0, 3.0])).tolist()
+        [3.0, 0.5]
     """
 
     def grad_g(q):
