@@ -63,7 +63,11 @@ def shock_time(
     Args:
         U: ``scalar -> scalar`` potential (a JAX function).
         nodes: uniform 1-D grid covering where ``U''`` attains its infimum
-            (one period ``[a, a + P)`` if ``period`` is given).
+            (one period ``[a, a + P)`` if ``period`` is given), or an axis
+            (:class:`~geomshock.pde.LineAxis`, :class:`~geomshock.pde.PeriodicAxis`).
+            Concrete grids are checked now (``ValueError``), traced ones when
+            the computation runs; NaN or inf ``U''`` on the nodes raises a
+            "non-finite input" error.
         period: ``None`` or the period ``P`` of ``U``.
 
     Returns:
