@@ -12,6 +12,7 @@ from geomshock.pde import (
     entropy_solution,
     hopf_lax,
     lax_oleinik,
+    local_entropy,
     shock_positions,
     shock_time,
 )
@@ -211,3 +212,20 @@ def test_tiny_tau_on_a_fine_periodic_grid():
     )
     # v = (x − y*)/τ: rounding of y* (~1e-17) is amplified by 1/τ
     assert float(v) == pytest.approx(-np.sin(np.pi * y), abs=1e-10)
+
+
+def test_float32_line_solutions():
+    # (and local entropy of y²/2, no truncation warning at float32's threshold)
+    # U = a y²/2: Hopf–Lax x²a/(2(1+aτ)), v = a x/(1+aτ), τ* = inf; Gaussian τ* = 1
+    with jax.enable_x64(False):
+        nodes = jnp.linspace(-8.0, 8.0, 801, dtype=jnp.float32)
+        x = jnp.array([-1.0, 0.5], jnp.float32)
+        sol = lax_oleinik(lambda y: 0.85 * y**2, 0.8, x, nodes=nodes)
+        tau_star = shock_time(gaussian, nodes)
+        u = local_entropy(lambda y: 0.5 * y**2, 0.1, 1.0, x, nodes=nodes)
+    assert u.dtype == jnp.float32
+    np.testing.assert_allclose(u, x**2 / 4 + 0.05 * np.log(2.0), rtol=2e-6)
+    assert sol.value.dtype == jnp.float32 and tau_star.dtype == jnp.float32
+    np.testing.assert_allclose(sol.velocity, 1.7 * x / 2.36, rtol=1e-6)
+    np.testing.assert_allclose(sol.value, 1.7 * x**2 / 4.72, rtol=1e-6)
+    assert float(tau_star) == pytest.approx(1.0, rel=1e-6)
