@@ -117,3 +117,34 @@ def test_accuracy_function():
     x = jnp.array([-1.0, -0.5, 0.5, 1.0])
     y = (x > 0).astype(float)
     assert accuracy(params, x, y) == 1.0
+
+
+def test_report_statistics_treat_the_inf_breakdown_explicitly():
+    from geomshock.experiments._sec31 import _finite_max, _finite_median, _monotone
+
+    # A seed whose peak broke down (+inf) at the smallest ν is not "decreasing".
+    peaks = np.array([[np.inf, 2.0, 1.0], [3.0, 2.0, 1.0], [3.0, 2.0, 2.5]])
+    np.testing.assert_array_equal(_monotone(peaks), [False, True, False])
+    np.testing.assert_array_equal(
+        _finite_max(np.array([[1.0, np.inf, 3.0], [np.inf, np.inf, np.inf]])),
+        [3.0, np.inf],
+    )
+    np.testing.assert_array_equal(_finite_median(peaks), [3.0, 2.0, 1.0])
+
+
+def test_representative_seed_rule_and_fallbacks():
+    from geomshock.experiments._sec31 import representative_seed
+
+    peaks = np.array([7.0, 1e-4, 4.0, 3.0, np.inf]).reshape(5, 1, 1)
+    training = {
+        "accuracy": np.array([1.0, 1.0, 1.0, 0.5, 1.0]),
+        "final_loss": np.array([0.03, 0.03, math.log(2), 0.03, 0.03]),
+    }
+    seeds = (10, 11, 12, 13, 14)
+    # good: 0, 1 (2 is stuck, 3 inaccurate, 4 broke down): lower median is seed 11
+    assert representative_seed(peaks, training, seeds) == 1
+    assert representative_seed(peaks, training, seeds, seed=13) == 3
+    bad = {"accuracy": np.zeros(5), "final_loss": training["final_loss"]}
+    assert representative_seed(peaks, bad, seeds) == 3  # any finite: 1e-4, 3, 4, 7
+    with pytest.raises(ValueError, match="seed 9 is not among the trained seeds"):
+        representative_seed(peaks, training, seeds, seed=9)
