@@ -12,7 +12,6 @@ from collections.abc import Callable
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, ArrayLike, Float
 
 from .. import _checks
@@ -23,8 +22,10 @@ from ._nodes import (
     check_axes,
     check_points,
     check_potential,
+    check_resolution,
     is_multi,
     non_finite_values,
+    warn_truncated,
 )
 from ._solver._axes import AbstractAxis
 
@@ -122,61 +123,6 @@ def _quadrature(nu, var, *, modes, U_nodes, x2, grids, spacings, periods):
     return u, jnp.stack(first_moments, axis=-1) / total[:, None], tails
 
 
-def _resolution(nu, tau, axes, name: str):
-    """``tau``, refused where the kernel ``sqrt(ντ)`` is too narrow for the nodes.
-
-    The trapezoid rule on spacing ``h`` integrates a Gaussian of width ``σ``
-    with relative error ``≈ 2 exp(−2π²σ²/h²)`` (Poisson summation): ``6e-9`` at
-    ``σ = h``, below float64 rounding from ``σ ≈ 1.4 h``; below ``σ = h`` it
-    fails fast (one node carries the weight, and ``v`` jumps by ``h/τ``). In
-    1-D, kernels down to ``h / REFINE`` use ``REFINE``× finer nodes (U is a
-    function, so it is evaluated there exactly); narrower ones, and ``σ < h``
-    on a tensor-product grid, are refused: a ``ValueError`` now for known
-    values, a run-time check through the returned ``tau`` for traced ones.
-    """
-    refine = REFINE if len(axes) == 1 else 1
-    for i, axis in enumerate(axes):
-        h = axis.spacing
-        where = f" along nodes[{i}]" if len(axes) > 1 else ""
-        limit = "h" if refine == 1 else f"h/{refine}"
-        head = (
-            f"{name}: the heat kernel is narrower than the node spacing allows"
-            f"{where}: sqrt(ν τ) < {limit}"
-        )
-        why = "so the trapezoid rule cannot resolve it and the result would be wrong"
-        nu_c, tau_c, h_c = (_checks.concrete(a) for a in (nu, tau, h))
-        if h_c is None:  # traced line nodes: their extent is not known now
-            fix = f"use a node spacing ≤ {refine} sqrt(ν τ)"
-        else:
-            length = axis.period or float(h_c) * (axis.n - 1)
-            count = f"ceil({length:.6g} / ({refine} sqrt(ν τ)))" + (
-                "" if axis.period else " + 1"
-            )
-            fix = f"use at least {count} nodes over the same interval (now {axis.n})"
-        if nu_c is None or tau_c is None or h_c is None:
-            h_min = jnp.asarray(h, dtype=tau.dtype) / refine
-            bad = (tau > 0) & (nu * tau < h_min**2)
-            message = f"{head}, {why}; {fix}, or a larger ν τ"
-            tau = _checks.run_time_check(tau, bad, message)
-            continue
-        var = float(nu_c) * float(tau_c)
-        if float(tau_c) > 0 and var < (float(h_c) / refine) ** 2:
-            sigma = var**0.5
-            needed = -int(-length // (refine * sigma)) + (axis.period is None)
-            raise ValueError(
-                f"{head} (sqrt(ν τ) = {sigma:.3g}, h = {float(h_c):.3g}; ν = "
-                f"{float(nu_c):.3g}, τ = {float(tau_c):.3g}), {why}; use at least "
-                f"{needed} nodes over the same interval (now {axis.n}), or a "
-                "larger ν τ"
-            )
-    return tau
-
-
-def _tail_tolerance(dtype) -> float:
-    """Estimated truncated mass (relative) above which the line grid is too short."""
-    return _checks.per_dtype(dtype, float64=1e-7, float32=1e-4)
-
-
 def _hopf_cole_core(U, nu, tau, x, nodes, period, name):
     """``(u, v, restore, dim)``: local entropy ``(k,)`` and gradient ``(k, dim)``."""
     axes = check_axes(nodes, period)
@@ -185,7 +131,7 @@ def _hopf_cole_core(U, nu, tau, x, nodes, period, name):
     check_potential(U, dim, x2.dtype)
     nu = _checks.positive_scalar(nu, "nu")
     tau = _checks.positive_scalar(tau, "tau", allow_zero=True)
-    tau = _resolution(nu, tau, axes, name)
+    tau = check_resolution(nu, tau, axes, name, REFINE if dim == 1 else 1)
     grids = axis_nodes(nodes, axes, x2.dtype)
     spacings = tuple(a.spacing for a in axes)
     periods = tuple(a.period for a in axes)
@@ -194,49 +140,9 @@ def _hopf_cole_core(U, nu, tau, x, nodes, period, name):
         (u, v), bad_U, non_finite_values("U(nodes)"), _checks.NonFiniteInputError
     )
     if tails.shape[1]:
-        out = _truncation_warning(out, tails, bad_U, axes, nu, tau, x2, name)
+        out = warn_truncated(out, tails, bad_U, axes, nu, tau, x2.dtype, name)
     u, v = out
     return u, v, restore, dim
-
-
-def _truncation_warning(out, tails, bad_U, axes, nu, tau, x2, name: str):
-    """Warn (:class:`TruncatedDomainWarning`) when line weights reach a grid end."""
-    tol = _tail_tolerance(x2.dtype)
-    line = [a for a, axis in enumerate(axes) if axis.period is None]
-    known = [_checks.concrete(v) for v in (tails, nu, tau, x2)]
-    ends = []
-    if known[0] is not None:
-        for j, a in enumerate(line):
-            nodes = np.asarray(axes[a].nodes())
-            for side, label in ((0, "lower"), (1, "upper")):
-                worst = float(np.max(known[0][:, j, side]))
-                if worst > tol:
-                    mass = (
-                        f"≈ {worst:.2g} of the total"
-                        if worst < 0.5
-                        else "most of it: the weights grow towards that end"
-                    )
-                    ends.append(
-                        f"the {label} end {nodes[-side]:.6g} of nodes"
-                        f"{f'[{a}]' if len(axes) > 1 else ''} (truncated weight "
-                        f"{mass})"
-                    )
-        if not ends:
-            return out
-    reach = ""
-    if known[1] is not None and known[2] is not None:
-        width = 12 * float(np.sqrt(float(known[1]) * float(known[2])))
-        reach = f" = {width:.3g}"
-    where = "; ".join(ends) if ends else "an end of the line grid"
-    message = (
-        f"{name}: the quadrature domain is too small: the Hopf–Cole weights "
-        f"put mass at {where}, so the result is truncated (wrong). Extend the "
-        f"nodes past that end, keeping the spacing, by at least 12·sqrt(ν τ)"
-        f"{reach} beyond the evaluation points x and the characteristic feet "
-        "x − τ U'(x), until this warning stops (or pass period= for periodic data)"
-    )
-    bad = jnp.any(tails > tol) & ~bad_U  # non-finite U is an error already
-    return _checks.warn_if(out, bad, message, _checks.TruncatedDomainWarning)
 
 
 @jax.custom_batching.custom_vmap

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import _checks
 from ._solver._axes import AbstractAxis, axis_from_nodes
@@ -116,3 +117,102 @@ def non_finite_values(name: str) -> str:
         f"non-finite input: {name} contains NaN or inf; the exact solutions need "
         "a finite potential on every node (check U and the data it closes over)"
     )
+
+
+def check_resolution(nu, tau, axes, name: str, refine: int):
+    """``tau``, refused where the kernel ``sqrt(ντ)`` is too narrow for the nodes.
+
+    The trapezoid rule on spacing ``h`` integrates a Gaussian of width ``σ``
+    with relative error ``≈ 2 exp(−2π²σ²/h²)`` (Poisson summation): ``6e-9`` at
+    ``σ = h``, below float64 rounding from ``σ ≈ 1.4 h``; below ``σ = h`` it
+    fails fast (one node carries the weight, and ``v`` jumps by ``h/τ``). The
+    caller resolves kernels down to ``h / refine`` (on ``refine``× finer
+    nodes); narrower ones are refused: a ``ValueError`` now for known values,
+    a run-time check through the returned ``tau`` for traced ones.
+    """
+    for i, axis in enumerate(axes):
+        h = axis.spacing
+        where = f" along nodes[{i}]" if len(axes) > 1 else ""
+        limit = "h" if refine == 1 else f"h/{refine}"
+        head = (
+            f"{name}: the heat kernel is narrower than the node spacing allows"
+            f"{where}: sqrt(ν τ) < {limit}"
+        )
+        why = "so the trapezoid rule cannot resolve it and the result would be wrong"
+        nu_c, tau_c, h_c = (_checks.concrete(a) for a in (nu, tau, h))
+        if h_c is None:  # traced line nodes: their extent is not known now
+            fix = f"use a node spacing ≤ {refine} sqrt(ν τ)"
+        else:
+            length = axis.period or float(h_c) * (axis.n - 1)
+            count = f"ceil({length:.6g} / ({refine} sqrt(ν τ)))" + (
+                "" if axis.period else " + 1"
+            )
+            fix = f"use at least {count} nodes over the same interval (now {axis.n})"
+        if nu_c is None or tau_c is None or h_c is None:
+            h_min = jnp.asarray(h, dtype=tau.dtype) / refine
+            bad = (tau > 0) & (nu * tau < h_min**2)
+            message = f"{head}, {why}; {fix}, or a larger ν τ"
+            tau = _checks.run_time_check(tau, bad, message)
+            continue
+        var = float(nu_c) * float(tau_c)
+        if float(tau_c) > 0 and var < (float(h_c) / refine) ** 2:
+            sigma = var**0.5
+            needed = -int(-length // (refine * sigma)) + (axis.period is None)
+            raise ValueError(
+                f"{head} (sqrt(ν τ) = {sigma:.3g}, h = {float(h_c):.3g}; ν = "
+                f"{float(nu_c):.3g}, τ = {float(tau_c):.3g}), {why}; use at least "
+                f"{needed} nodes over the same interval (now {axis.n}), or a "
+                "larger ν τ"
+            )
+    return tau
+
+
+def tail_tolerance(dtype) -> float:
+    """Estimated truncated weight (relative) above which a line grid is too short."""
+    return _checks.per_dtype(dtype, float64=1e-7, float32=1e-4)
+
+
+def warn_truncated(out, tails, bad_U, axes, nu, tau, dtype, name: str):
+    """``out``, with a :class:`TruncatedDomainWarning` if line weights reach an end.
+
+    ``tails`` ``(k, lines, 2)`` are the estimated relative weights beyond the
+    lower and upper end of each line axis; above :func:`tail_tolerance` the
+    warning says which end to extend and by how much (now when known, else
+    from a host callback when the computation runs).
+    """
+    tol = tail_tolerance(dtype)
+    line = [a for a, axis in enumerate(axes) if axis.period is None]
+    known = [_checks.concrete(v) for v in (tails, nu, tau)]
+    ends = []
+    if known[0] is not None:
+        for j, a in enumerate(line):
+            nodes = np.asarray(axes[a].nodes())
+            for side, label in ((0, "lower"), (1, "upper")):
+                worst = float(np.max(known[0][:, j, side]))
+                if worst > tol:
+                    mass = (
+                        f"≈ {worst:.2g} of the total"
+                        if worst < 0.5
+                        else "most of it: the weights grow towards that end"
+                    )
+                    ends.append(
+                        f"the {label} end {nodes[-side]:.6g} of nodes"
+                        f"{f'[{a}]' if len(axes) > 1 else ''} (truncated weight "
+                        f"{mass})"
+                    )
+        if not ends:
+            return out
+    reach = ""
+    if known[1] is not None and known[2] is not None:
+        width = 12 * float(np.sqrt(float(known[1]) * float(known[2])))
+        reach = f" = {width:.3g}"
+    where = "; ".join(ends) if ends else "an end of the line grid"
+    message = (
+        f"{name}: the quadrature domain is too small: the Hopf–Cole weights "
+        f"put mass at {where}, so the result is truncated (wrong). Extend the "
+        f"nodes past that end, keeping the spacing, by at least 12·sqrt(ν τ)"
+        f"{reach} beyond the evaluation points x and the characteristic feet "
+        "x − τ U'(x), until this warning stops (or pass period= for periodic data)"
+    )
+    bad = jnp.any(tails > tol) & ~bad_U  # non-finite U is an error already
+    return _checks.warn_if(out, bad, message, _checks.TruncatedDomainWarning)
