@@ -132,10 +132,18 @@ def _hopf_cole_core(U, nu, tau, x, nodes, period, name):
     nu = _checks.positive_scalar(nu, "nu")
     tau = _checks.positive_scalar(tau, "tau", allow_zero=True)
     tau = check_resolution(nu, tau, axes, name, REFINE if dim == 1 else 1)
+    # the refined branch is compiled only where it may be needed
+    known = [_checks.concrete(a) for a in (nu, tau, axes[0].spacing)]
+    refine = dim == 1 and (
+        any(k is None for k in known)
+        or 0 < float(known[0]) * float(known[1]) < float(known[2]) ** 2
+    )
     grids = axis_nodes(nodes, axes, x2.dtype)
     spacings = tuple(a.spacing for a in axes)
     periods = tuple(a.period for a in axes)
-    u, v, bad_U, tails = _hopf_cole_jit(U, nu, tau, x2, grids, spacings, periods)
+    u, v, bad_U, tails = _hopf_cole_jit(
+        U, nu, tau, x2, grids, spacings, periods, refine
+    )
     out = _checks.raise_if(
         (u, v), bad_U, non_finite_values("U(nodes)"), _checks.NonFiniteInputError
     )
@@ -217,7 +225,7 @@ def _initial_rate(U, nu, dim: int):
 # Compiled once per potential, grid shapes and periods, so that eager calls are
 # fast too; inside a user's jit it is simply inlined.
 @eqx.filter_jit
-def _hopf_cole_jit(U, nu, tau, x2, grids, spacings, periods):
+def _hopf_cole_jit(U, nu, tau, x2, grids, spacings, periods, refine: bool):
     dim = len(grids)
     positive = tau > 0
     tau_safe = jnp.where(positive, tau, 1.0)
@@ -253,7 +261,7 @@ def _hopf_cole_jit(U, nu, tau, x2, grids, spacings, periods):
                 periods=periods,
             )
         )
-    if dim == 1:  # a kernel narrower than the spacing: the refined nodes
+    if refine:  # 1-D, a kernel that may be narrower than the spacing
         fine = positive & (var < jnp.asarray(spacings[0], var.dtype) ** 2)
         index = jnp.where(fine, len(branches), index)
         branches.append(
