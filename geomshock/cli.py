@@ -7,6 +7,7 @@ behind is removed when the next run starts.
 """
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -21,9 +22,59 @@ class Terminated(BaseException):
     """Raised in the main thread when the process receives SIGTERM."""
 
 
-def on_sigterm(signum, frame):
-    """SIGTERM handler: unwind like Ctrl-C, so temporaries are cleaned up."""
-    raise Terminated(signum)
+# Signals received during this run. Python runs a handler wherever the main
+# thread is; an exception it raises inside a gc callback or ``__del__`` is only
+# printed ("Exception ignored"), so the run also checks this list between stages.
+_received: list[int] = []
+
+
+def _interrupt(signum: int) -> BaseException:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
+def on_signal(signum, frame):
+    """SIGINT/SIGTERM handler: unwind (cleaning temporaries up), and remember it."""
+    _received.append(signum)
+    raise _interrupt(signum)
+
+
+def raise_if_signalled() -> None:
+    """Raise the interrupt of a signal whose first exception was swallowed."""
+    if _received:
+        raise _interrupt(_received[0])
+
+
+def _quiet_unraisable(unraisable) -> None:
+    # an interrupt swallowed in a gc callback: raised again at the next stage
+    if not isinstance(unraisable.exc_value, KeyboardInterrupt | Terminated):
+        sys.__unraisablehook__(unraisable)
+
+
+@contextlib.contextmanager
+def _interrupts():
+    """Install :func:`on_signal` for SIGTERM, and for SIGINT unless it is ignored."""
+    _received.clear()
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) in (signal.SIG_IGN, None):
+            continue  # e.g. nohup, or a background job of a shell
+        try:
+            previous[sig] = signal.signal(sig, on_signal)
+        except ValueError:  # not the main thread: leave signals alone
+            break
+    hook, sys.unraisablehook = sys.unraisablehook, _quiet_unraisable
+    try:
+        yield
+    except RuntimeError:
+        # an interrupt raised inside a JAX host callback comes back wrapped
+        if _received:
+            raise _interrupt(_received[0]) from None
+        raise
+    finally:
+        sys.unraisablehook = hook
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _received.clear()
 
 
 def check_message(err: BaseException) -> str | None:
@@ -203,6 +254,7 @@ def _reproduce(args) -> int:
         task = progress.add_task("starting", total=2 * len(names))
 
         def advance(stage: str) -> None:
+            raise_if_signalled()
             progress.update(
                 task, description=stage, advance=0 if "comput" in stage else 1
             )
@@ -215,6 +267,7 @@ def _reproduce(args) -> int:
             seed=args.seed,
             progress=advance,
         )
+        raise_if_signalled()
         progress.update(task, description="done", completed=2 * len(names))
     print(f"wrote {', '.join(names)} to {args.out}/ (report.md, report.json)")
     return 0
@@ -227,14 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser = build_parser()
     args = parser.parse_args(argv)
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        signal.signal(signal.SIGTERM, on_sigterm)
-    except ValueError:  # not the main thread: leave SIGTERM alone
-        previous = None
     try:
         if args.command == "reproduce":
-            return _reproduce(args)
+            with _interrupts():
+                return _reproduce(args)
     except KeyboardInterrupt:
         print(
             f"{PROG}: interrupted; {args.out}/ holds complete runs only",
@@ -255,9 +304,6 @@ def main(argv: list[str] | None = None) -> int:
             raise  # a bug: keep its traceback
         print(f"{PROG}: error: a run-time check failed: {message}", file=sys.stderr)
         return 1
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
     parser.error(f"unknown command {args.command!r}")
     return 2
 

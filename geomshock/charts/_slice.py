@@ -36,15 +36,18 @@ def quotient_slice(
         (0 when ``Δ_Q = g^{-1}∂²_θ`` is exact on the slice). Works under
         ``jit`` and ``vmap`` over ``params``.
 
-    >>> import jax.numpy as jnp
+    >>> import jax, jax.numpy as jnp
     >>> from geomshock.charts import TwoLayerReLUChart
     >>> chart = TwoLayerReLUChart(2, 1)
     >>> params = {"a": jnp.array([2.0, -1.0]),
     ...           "u": jnp.array([[0.0, 2.0], [1.0, 0.0]]), "c": jnp.array(0.0)}
-    >>> U, g, variation = quotient_slice(chart, params, lambda p: p["u"][0, 0])
+    >>> def metric_and_rotated(p):
+    ...     U, g, variation = quotient_slice(chart, p, lambda q: q["u"][0, 0])
+    ...     return g, variation, U(jnp.pi / 2)
+    >>> g, variation, rotated = jax.jit(metric_and_rotated)(params)
     >>> round(float(g), 12), round(float(variation), 12)  # g = |γ_1| = 2·2
     (4.0, 0.0)
-    >>> round(float(U(jnp.pi / 2)), 12)  # (0, 2) rotated by a quarter turn
+    >>> round(float(rotated), 12)  # u_1 = (0, 2) turned a quarter turn
     -2.0
     """
     if not isinstance(chart, TwoLayerReLUChart) or chart.in_dim != 1:

@@ -133,9 +133,6 @@ def _compute_into(staging: Path, name: str, run, *, quick, seeds, seed, progress
     """Compute, plot and report one experiment into ``staging``; its JSON data."""
     import time
 
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     experiment = get_experiment(name)
@@ -273,6 +270,13 @@ def run_experiments(
     out_dir = Path(out_dir)
     for name in names:
         get_experiment(name)  # unknown or missing: fail before any work
+    # Imported before the run starts: an interrupt inside the initialisation
+    # of a C extension can crash the interpreter instead of unwinding.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+
     out_dir.mkdir(parents=True, exist_ok=True)
     clean_stale(out_dir)
     run = _run_info(names, quick, seeds, seed)
@@ -301,18 +305,27 @@ def run_experiments(
 
 @contextlib.contextmanager
 def _signals_deferred():
-    """Hold SIGINT/SIGTERM until the block is done (publishing is all or nothing)."""
-    deferrable = hasattr(signal, "pthread_sigmask") and (
-        threading.current_thread() is threading.main_thread()
-    )
-    held = {signal.SIGINT, signal.SIGTERM}
-    if deferrable:
-        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    """Hold SIGINT/SIGTERM until the block is done (publishing is all or nothing).
+
+    Their handlers only record the signal meanwhile; it is raised again, to the
+    previous handler (the default one too: then the process ends), when the
+    block ends.
+    """
+    caught: list[int] = []
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) not in (signal.SIG_IGN, None):
+                previous[sig] = signal.signal(
+                    sig, lambda signum, _: caught.append(signum)
+                )
     try:
         yield
     finally:
-        if deferrable:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 def _write_report(out_dir: Path, fresh, run) -> dict[str, Any]:

@@ -106,9 +106,10 @@ class FirstOrderFD(AbstractSliceScheme):
     ``∂_θ u`` and ``∂²_θ u`` always use ``jnp.gradient``. Where ``w ≤ 0`` the
     logarithm does not exist: ``u = +inf`` there and ``valid`` is False.
 
-    >>> import jax.numpy as jnp
+    >>> import jax, jax.numpy as jnp
     >>> theta = jnp.linspace(-1.0, 1.0, 5)
-    >>> prof = FirstOrderFD().profile(lambda t: t**2, 1.0, 0.0, theta)
+    >>> run = jax.jit(lambda th: FirstOrderFD().profile(lambda t: t**2, 1.0, 0.0, th))
+    >>> prof = run(theta)
     >>> [round(float(v), 12) for v in prof.u]
     [1.0, 0.25, 0.0, 0.25, 1.0]
     """
@@ -157,8 +158,9 @@ class ExactCircle(AbstractSliceScheme):
     converge like ``h²``: kernels only a few node spacings wide need more nodes
     (compare with twice the nodes).
 
-    >>> import jax.numpy as jnp
-    >>> prof = ExactCircle(64).profile(jnp.cos, 1.0, 0.0, jnp.array([0.0]))
+    >>> import jax, jax.numpy as jnp
+    >>> profile = jax.jit(lambda th: ExactCircle(64).profile(jnp.cos, 1.0, 0.0, th))
+    >>> prof = profile(jnp.array([0.0]))
     >>> float(prof.u[0]), float(prof.d2u[0])
     (1.0, -1.0)
     """
@@ -226,9 +228,10 @@ def slice_local_entropy(
         derivatives are formed). Bad ``g``, ``nu``, ``tau`` or ``theta`` raise
         a ``ValueError`` when known, and a run-time error under ``jit``.
 
-    >>> import jax.numpy as jnp
+    >>> import jax, jax.numpy as jnp
     >>> theta = jnp.array([0.0, 1.0])
-    >>> prof = slice_local_entropy(jnp.cos, 2.0, 0.5, 0.0, theta)
+    >>> run = jax.jit(lambda th: slice_local_entropy(jnp.cos, 2.0, 0.5, 0.0, th))
+    >>> prof = run(theta)
     >>> [round(float(v), 12) for v in prof.u]
     [1.0, 0.540302305868]
     """

@@ -1,5 +1,6 @@
 """The Sec. 3.1 slice of the two-layer ReLU quotient: rotation of s_1, chart metric."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -34,17 +35,24 @@ def _rotated_loss(params, theta, unit, x, y):
 def test_slice_is_rotation_of_s_unit_with_chart_metric(params, unit):
     x, y = make_data(TrainConfig())
     chart = TwoLayerReLUChart(2, 1)
-    U, g, variation = quotient_slice(
-        chart, params, lambda p: bce_loss(p, x, y), unit=unit
-    )
+    angles = jnp.array([0.0, 0.4, 0.4 + 2 * np.pi, 0.7])
+
+    @jax.jit
+    def along(p):
+        U, g, variation = quotient_slice(
+            chart, p, lambda q: bce_loss(q, x, y), unit=unit
+        )
+        return jax.vmap(U)(angles), g, variation
+
+    values, g, variation = along(params)
     gamma = params["a"][unit] * np.linalg.norm(params["u"][unit])
     np.testing.assert_allclose(g, abs(gamma), rtol=1e-12)  # g_θθ = |γ_j|
     assert variation < 1e-12
-    np.testing.assert_allclose(U(0.0), bce_loss(params, x, y), rtol=1e-12)
-    np.testing.assert_allclose(U(0.4 + 2 * np.pi), U(0.4), rtol=1e-12)
+    np.testing.assert_allclose(values[0], bce_loss(params, x, y), rtol=1e-12)
+    np.testing.assert_allclose(values[2], values[1], rtol=1e-12)  # 2π-periodic
     # Independently: s_j(θ) = cos θ s_j* + sin θ J s_j*, J the quarter turn.
     np.testing.assert_allclose(
-        U(0.7), _rotated_loss(params, 0.7, unit, x, y), rtol=1e-12
+        values[3], _rotated_loss(params, 0.7, unit, x, y), rtol=1e-12
     )
 
 
