@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/geomshock reproduce all --quick --out $(OUT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q tests --doctest-modules geomshock
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .

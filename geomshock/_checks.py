@@ -217,8 +217,7 @@ def check_structure(tree, reference, name: str, reference_name: str = "expected"
     want = jax.tree_util.tree_structure(reference)
     if got != want:
         raise ValueError(
-            f"{name} does not match the {reference_name} structure: expected "
-            f"{want}, got {got}"
+            f"{name} has structure {got}, but {reference_name} has structure {want}"
         )
     for leaf, ref in zip(
         jax.tree_util.tree_leaves(tree),
@@ -227,9 +226,8 @@ def check_structure(tree, reference, name: str, reference_name: str = "expected"
     ):
         if jnp.shape(leaf) != jnp.shape(ref):
             raise ValueError(
-                f"{name} does not match the {reference_name} leaf shapes: expected "
-                f"{jax.tree_util.tree_map(jnp.shape, reference)}, got "
-                f"{jax.tree_util.tree_map(jnp.shape, tree)}"
+                f"{name} has a leaf of shape {jnp.shape(leaf)} where "
+                f"{reference_name} has shape {jnp.shape(ref)}"
             )
     return tree
 

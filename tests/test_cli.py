@@ -333,6 +333,19 @@ def test_version_is_answered_without_the_parser(capsys):
     assert capsys.readouterr().out.startswith("geomshock 0.")
 
 
+def test_version_command_does_not_import_the_package():
+    # the console script's entry point (_geomshock_cli.main) answers --version
+    # from the installed metadata: neither geomshock nor JAX is imported
+    code = (
+        "import sys, _geomshock_cli; _geomshock_cli.main(['--version']); "
+        "print(sorted(m for m in ('geomshock', 'jax') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[0].startswith("geomshock 0.") and out[1] == "[]"
+
+
 def test_import_geomshock_loads_neither_matplotlib_nor_flax():
     code = (
         "import sys, geomshock; "

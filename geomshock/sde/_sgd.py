@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray, PyTree
 
-from .._checks import finite_tree, positive_scalar
+from .._checks import check_structure, finite_tree, positive_scalar
 from ._chart import ProjectingChart, SectionChart, require_chart
 from ._checks import check_seed_keys, check_vector_output, float_dtype_of
 from ._noise import AbstractMinibatchNoise
@@ -24,26 +24,6 @@ class ProjectedSGDPath(eqx.Module):
     ts: Float[Array, " t"]
     ys: Float[Array, "s t m"]
     params: PyTree
-
-
-def _check_structure(params, lifted):
-    want = jax.tree_util.tree_structure(params)
-    got = jax.tree_util.tree_structure(lifted)
-    if want != got:
-        raise ValueError(
-            f"chart.lift returns a pytree with structure {got}, but params have "
-            f"structure {want}"
-        )
-    for p, q in zip(
-        jax.tree_util.tree_leaves(params),
-        jax.tree_util.tree_leaves(lifted),
-        strict=True,
-    ):
-        if jnp.shape(p) != jnp.shape(q):
-            raise ValueError(
-                f"chart.lift returns a leaf of shape {jnp.shape(q)} where params "
-                f"have shape {jnp.shape(p)}"
-            )
 
 
 def projected_sgd(
@@ -135,7 +115,9 @@ def projected_sgd(
     _check_loss(loss, one, jax.eval_shape(noise.sample, keys[0]))
     if regauge:
         lift = require_chart(chart, SectionChart, "projected_sgd(regauge=True)").lift
-        _check_structure(one, jax.eval_shape(lambda p: lift(project(p)), one))
+        check_structure(
+            jax.eval_shape(lambda p: lift(project(p)), one), one, "chart.lift", "params"
+        )
     setup = (
         loss,
         chart,

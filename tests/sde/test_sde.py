@@ -369,7 +369,7 @@ def test_bad_input():
     with pytest.raises(ValueError, match="callable `lift`"):
         chart = FunctionChart(project=RADIAL.project)
         projected_sgd(radial_loss, chart, p0, NOISE, regauge=True, **sgd)
-    with pytest.raises(ValueError, match="chart.lift returns a leaf of shape"):
+    with pytest.raises(ValueError, match="chart.lift has a leaf of shape"):
         chart = FunctionChart(project=RADIAL.project, lift=lambda y: y)
         projected_sgd(radial_loss, chart, p0, NOISE, regauge=True, **sgd)
     with pytest.raises(ValueError, match="must return a scalar"):
