@@ -123,7 +123,11 @@ def solve_burgers(
         solver: a diffrax solver; default ``IntegratingFactorRK()`` for spectral
             and ``diffrax.Tsit5()`` otherwise. Any diffrax solver works with the
             spectral term; IMEX solvers (``diffrax.KenCarp4()`` …) get the
-            linear part as their implicit term.
+            linear part as their implicit term. Give them a root finder as
+            tight as the step control (diffrax's default ``VeryChord`` does
+            not converge at ``rtol = 1e-9`` and the solve runs out of steps),
+            e.g. ``diffrax.KenCarp4(root_finder=optimistix.Chord(rtol=1e-10,
+            atol=1e-10))``.
         on_under_resolved: ``"warn"`` (default, an ``UnderResolvedWarning``),
             ``"raise"`` or ``"ignore"`` when the a-priori layer width
             ``2ν/(max v0 − min v0)`` is below ``discretization.min_layer_cells``

@@ -411,3 +411,24 @@ def test_float32_grid_tolerance_and_answer():
     for i, tau in enumerate(taus):
         ref, _ = hopf_cole_periodic(np.cos, nu, tau, x, 2 * np.pi)
         np.testing.assert_allclose(sol.values[i], ref, rtol=0, atol=5e-5)
+
+
+def test_imex_solver_with_a_tight_root_finder_matches_hopf_cole():
+    """The IMEX path (split term, implicit diffusion) against exact Hopf–Cole."""
+    import optimistix as optx
+
+    x = np.linspace(-np.pi, np.pi, 64, endpoint=False)
+    nu, tau = 0.6, 0.5
+    solver = diffrax.KenCarp4(root_finder=optx.Chord(rtol=1e-10, atol=1e-10))
+    sol = solve_burgers(
+        -jnp.sin(x),
+        x,
+        nu,
+        jnp.array([tau]),
+        period=2 * np.pi,
+        solver=solver,
+        return_solution=True,
+    )
+    ref, _ = hopf_cole_periodic(np.cos, nu, tau, x, 2 * np.pi, n_periods=7)
+    np.testing.assert_allclose(sol.values[0], ref, rtol=0, atol=1e-7)
+    assert int(sol.num_steps) < 200
