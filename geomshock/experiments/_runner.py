@@ -213,12 +213,28 @@ def _collect(out_dir: Path, fresh: dict[str, Any]) -> dict[str, Any]:
     return results
 
 
+def _seeds_used(seeds: dict[str, Any]) -> str:
+    """``{"fig2": [0, 1, 2]}`` -> ``"fig2 0…2"`` (ranges shown by their ends)."""
+
+    def show(value):
+        if (
+            isinstance(value, list)
+            and len(value) > 2
+            and value == list(range(value[0], value[0] + len(value)))
+        ):
+            return f"{value[0]}…{value[-1]}"
+        return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    return "; ".join(f"{name} {show(value)}" for name, value in seeds.items())
+
+
 def _markdown(results: dict[str, Any], fresh, run: dict[str, Any]) -> str:
     options = run["options"]
     lines = [
         "# geomshock reproduction report\n",
         f"Last run {run['created']}: {', '.join(options['experiments'])} "
-        f"(quick={options['quick']}, seeds={options['seeds_requested']}); "
+        f"(quick={options['quick']}, --seeds {options['seeds_requested']}; seeds "
+        f"used: {_seeds_used(options['seeds'])}); "
         f"geomshock {run['geomshock_version']}, git "
         f"{run['git_revision'] or 'unknown'}. Versions: "
         + ", ".join(f"{k} {v}" for k, v in run["versions"].items())
