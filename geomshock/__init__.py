@@ -1,6 +1,7 @@
 """geomshock: shock-wave theory and symmetry-reduced SGD, in JAX.
 
-The public API (see ``shared/API.md``) is re-exported here; nothing is computed.
+The public API (the README lists it, with examples) is re-exported here; nothing
+is computed.
 Importing geomshock widens XLA's CPU thread pool on jaxlib < 0.11.2 (unless
 ``NPROC`` is set) to avoid a jaxlib deadlock; see ``geomshock/_runtime.py``.
 """
