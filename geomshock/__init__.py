@@ -9,6 +9,7 @@ Importing geomshock widens XLA's CPU thread pool on jaxlib < 0.11.2 (unless
 from . import (
     _runtime as _runtime,
     charts as charts,
+    diagnostics as diagnostics,
     geometry as geometry,
     pde as pde,
     sde as sde,

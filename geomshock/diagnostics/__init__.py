@@ -1,0 +1,6 @@
+"""Diagnostics for training loops: quotient and raw curvature (part 7)."""
+
+from ._curvature import (
+    quotient_curvature as quotient_curvature,
+    raw_curvature as raw_curvature,
+)
