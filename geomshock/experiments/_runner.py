@@ -213,8 +213,8 @@ def _collect(out_dir: Path, fresh: dict[str, Any]) -> dict[str, Any]:
     return results
 
 
-def _seeds_used(seeds: dict[str, Any]) -> str:
-    """``{"fig2": [0, 1, 2]}`` -> ``"fig2 0…2"`` (ranges shown by their ends)."""
+def _describe_seeds(results: dict[str, Any]) -> str:
+    """The seeds each experiment used, ranges shown by their ends (``fig2 0…15``)."""
 
     def show(value):
         if (
@@ -225,7 +225,9 @@ def _seeds_used(seeds: dict[str, Any]) -> str:
             return f"{value[0]}…{value[-1]}"
         return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
-    return "; ".join(f"{name} {show(value)}" for name, value in seeds.items())
+    return "; ".join(
+        f"{name} {show(data['run']['seeds_used'])}" for name, data in results.items()
+    )
 
 
 def _markdown(results: dict[str, Any], fresh, run: dict[str, Any]) -> str:
@@ -234,7 +236,7 @@ def _markdown(results: dict[str, Any], fresh, run: dict[str, Any]) -> str:
         "# geomshock reproduction report\n",
         f"Last run {run['created']}: {', '.join(options['experiments'])} "
         f"(quick={options['quick']}, --seeds {options['seeds_requested']}; seeds "
-        f"used: {_seeds_used(options['seeds'])}); "
+        f"used: {_describe_seeds(results)}); "
         f"geomshock {run['geomshock_version']}, git "
         f"{run['git_revision'] or 'unknown'}. Versions: "
         + ", ".join(f"{k} {v}" for k, v in run["versions"].items())
