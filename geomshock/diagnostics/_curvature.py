@@ -112,6 +112,27 @@ def _generalized_eigh(a, g):
     return vals, jsl.solve_triangular(chol.T, y, lower=False).T
 
 
+def _krylov_ritz(a, g):
+    """Ritz pairs of the projected pencil ``(a, g)``, robust to a Krylov basis
+    that lost rank (after a breakdown matfree continues with rounding noise).
+
+    Directions with ``g``-eigenvalue below ``tol · max`` are dropped: their
+    rows and columns of the reduced matrix are replaced by the mean of the
+    kept diagonal (inside the Ritz spectrum, so the extreme pairs are those of
+    the kept space) and their vectors by zero.
+    """
+    s, u = jnp.linalg.eigh(0.5 * (g + g.T))
+    keep = s > per_dtype(s.dtype, float64=1e-10, float32=1e-5) * s[-1]
+    w = jnp.where(keep, 1 / jnp.sqrt(jnp.where(keep, s, 1.0)), 0.0) * u
+    c = w.T @ (0.5 * (a + a.T)) @ w
+    fill = jnp.sum(jnp.where(keep, jnp.diag(c), 0.0)) / jnp.sum(keep)
+    c = jnp.where(keep[:, None] & keep[None, :], c, 0.0) + jnp.diag(
+        jnp.where(keep, 0.0, fill)
+    )
+    vals, z = jnp.linalg.eigh(0.5 * (c + c.T))
+    return vals, (w @ z).T
+
+
 def _trace(matvec, x0, num_probes, key):
     """``tr`` of the operator: exact (``n`` matvecs by ``lax.map``) or, with
     ``num_probes``, matfree's Rademacher estimator (``num_probes`` matvecs)."""
@@ -174,7 +195,7 @@ def quotient_curvature(
         num_lanczos: Krylov depth for lanczos (default ``min(dim, 40)``). Cost:
             ``k`` covariant Hessian-vector products (each a Hessian-vector
             product of ``U`` and a jvp/vjp of the metric operator) and ``k`` CG
-            solves with the metric, then ``2k`` more products for the
+            solves with the metric, then ``k`` more of each product for the
             Rayleigh–Ritz step.
         num_probes: lanczos only; ``None`` (default) computes the Laplacian
             exactly with ``dim`` products and solves (``jax.lax.map``),
@@ -259,10 +280,11 @@ def _quotient_lanczos(potential, chart, q, k, num_probes, key, solver) -> dict:
         return solve(h_cov(v))
 
     key, v0 = _start(key, q)
-    basis = matfree.decomp.hessenberg(k, reortho="full", custom_vjp=False)(b, v0)[0]
+    arnoldi = matfree.decomp.hessenberg(k, reortho="full", custom_vjp=False)
+    basis = arnoldi(b, v0)[0]
     a_small = basis @ jax.vmap(h_cov)(basis).T
     g_small = basis @ jax.vmap(operator.mv)(basis).T
-    vals, y = _generalized_eigh(a_small, g_small)
+    vals, y = _krylov_ritz(a_small, g_small)
     laplacian = _trace(b, q, num_probes, key)
     return _result(laplacian, vals, y @ basis)
 
