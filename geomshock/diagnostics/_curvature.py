@@ -211,12 +211,13 @@ def quotient_curvature(
     regular stratum an equinox runtime error.
 
     Example:
-        >>> import jax.numpy as jnp
+        >>> import jax, jax.numpy as jnp
         >>> from geomshock.charts import TwoLayerReLUChart
         >>> chart = TwoLayerReLUChart(width=2, in_dim=1)
         >>> q0 = jnp.array([1.0, -2.0, 0.3, 1.2, 0.5])
         >>> loss = lambda p: 0.5 * jnp.sum((chart.project(p) - q0) ** 2)
-        >>> out = quotient_curvature(loss, chart, chart.lift(q0))
+        >>> curvature = jax.jit(lambda p: quotient_curvature(loss, chart, p))
+        >>> out = curvature(chart.lift(q0))
         >>> # H_cov = I at the minimum, g = diag(1/(2|γ|), |γ|, 1): λ = 1/g_ii
         >>> round(float(out["max_eig"]), 6), round(float(out["min_eig"]), 6)
         (4.0, 0.5)
