@@ -33,7 +33,6 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import lineax as lx
 import matfree.decomp
-import matfree.eig
 import matfree.stochtrace
 from jax.flatten_util import ravel_pytree
 
@@ -313,7 +312,8 @@ def raw_curvature(
 
     ``method="dense"`` forms the Hessian; ``"lanczos"`` runs matfree's Lanczos
     (``matfree.decomp.tridiag_sym``, full reorthogonalisation) on
-    Hessian-vector products, ``num_lanczos`` of them (default ``min(D, 40)``),
+    Hessian-vector products, ``num_lanczos`` of them (default ``min(D, 40)``)
+    and ``num_lanczos`` more for the Rayleigh–Ritz step on its basis,
     and the Laplacian exactly with ``D`` products, or with ``num_probes``
     Rademacher probes; ``None`` picks dense for ``D ≤ 200`` parameters.
 
@@ -341,7 +341,9 @@ def raw_curvature(
     k = _krylov_depth(num_lanczos, flat.shape[0])
     hvp = _hvp(f, flat)
     key, v0 = _start(key, flat)
-    eigh = matfree.eig.eigh_partial(matfree.decomp.tridiag_sym(k, custom_vjp=False))
-    vals, vecs = eigh(hvp, v0)
-    order = jnp.argsort(vals)
-    return _result(_trace(hvp, flat, num_probes, key), vals[order], vecs[order])
+    tridiag = matfree.decomp.tridiag_sym(k, custom_vjp=False)
+    basis = tridiag(hvp, v0)[0]
+    # Rayleigh–Ritz on matfree's Krylov basis (not its tridiagonal matrix,
+    # which is wrong once the basis loses orthogonality after a breakdown).
+    vals, vecs = _krylov_ritz(basis @ jax.vmap(hvp)(basis).T, basis @ basis.T)
+    return _result(_trace(hvp, flat, num_probes, key), vals, vecs @ basis)
