@@ -62,8 +62,7 @@ def _pick_method(method, dim: int) -> str:
 
 def _check_loss(loss, params, owner: str) -> Callable:
     loss = callable_arg(loss, f"{owner}: loss")
-    out = jax.eval_shape(loss, params)
-    shape = getattr(out, "shape", None)
+    shape = getattr(jax.eval_shape(loss, params), "shape", None)
     if shape != ():
         raise ValueError(
             f"{owner}: loss must map params to a scalar; it returned shape "
