@@ -13,7 +13,7 @@ Two methods:
   and solves the pencil through the Cholesky factor ``g = L Lᵀ``:
   ``eigh(L^{-1} H_cov L^{-T})``.
 - ``"lanczos"`` is Hessian-free: Hessian-vector products (jvp of grad), the
-  Christoffel term ``Γ_kij v^j w^k`` from a jvp and a vjp of ``q ↦ g(q) v``
+  Christoffel term ``Γ_kij v^j w^k`` from two jvps and a vjp of ``q ↦ g(q) v``
   (never the ``dim³`` tensor), ``g^{-1}`` by a lineax CG solve with the
   chart's matrix-free ``metric_operator``. The Krylov space of the
   g-self-adjoint operator ``g^{-1} H_cov`` is built by matfree's Arnoldi
