@@ -15,9 +15,11 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"geomshock {md.version('geomshock')}")
         return 0
-    from geomshock.cli import main as run
+    from geomshock.cli import exit_now_if_interrupted, main as run
 
-    return run(argv)
+    code = run(argv)
+    exit_now_if_interrupted(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -308,5 +308,21 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def exit_now_if_interrupted(code: int) -> None:
+    """End the process at once after an interrupted run (exit code 130/143).
+
+    The run has cleaned up and said so by then; but JAX worker threads that
+    the signal caught mid-computation can keep a normal interpreter shutdown
+    waiting forever (seen after SIGTERM on a loaded 2-core machine), so the
+    process leaves with ``os._exit`` once the streams are flushed.
+    """
+    if code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    exit_now_if_interrupted(exit_code)
+    sys.exit(exit_code)
