@@ -45,8 +45,18 @@ from ._mean_field import (
     gaussian_mmd as gaussian_mmd,
 )
 from ._permutation import CanonicalOrderChart as CanonicalOrderChart
+from ._product import (
+    EuclideanChart as EuclideanChart,
+    ProductAction as ProductAction,
+    ProductChart as ProductChart,
+    TrivialAction as TrivialAction,
+)
 from ._slice import quotient_slice as quotient_slice
 from ._sphere import PositiveScaling as PositiveScaling, SphereChart as SphereChart
+from ._transformer import (
+    TransformerBlockChart as TransformerBlockChart,
+    TransformerBlockSymmetry as TransformerBlockSymmetry,
+)
 from ._two_layer import (
     TwoLayerReLUChart as TwoLayerReLUChart,
     TwoLayerRescaling as TwoLayerRescaling,

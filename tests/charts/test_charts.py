@@ -10,9 +10,11 @@ from jax.flatten_util import ravel_pytree
 from geomshock.charts import (
     CanonicalOrderChart,
     MultiHeadAttentionChart,
+    ProductChart,
     ReLUCNNChart,
     ReLUMLPChart,
     SphereChart,
+    TransformerBlockChart,
     TwoLayerReLUChart,
 )
 
@@ -27,6 +29,12 @@ def random_params(chart, seed):
     )
 
 
+_MLP, _SORTED = ReLUMLPChart((2, 2, 1)), CanonicalOrderChart(TwoLayerReLUChart(2, 2))
+PRODUCT = ProductChart(
+    {"mlp": _MLP, "two": _SORTED},
+    forward=lambda p, x: _MLP.apply(p["mlp"], x)[..., 0] + _SORTED.apply(p["two"], x),
+)
+
 CHARTS = {
     "mlp": (ReLUMLPChart((2, 3, 2, 1)), (6, 2)),
     "mlp-nobias": (ReLUMLPChart((2, 3, 2), use_bias=False), (6, 2)),
@@ -40,6 +48,8 @@ CHARTS = {
         CanonicalOrderChart(ReLUCNNChart((1, 3, 1), kernel_size=(2, 2))),
         (2, 1, 3, 3),
     ),
+    "product": (PRODUCT, (6, 2)),
+    "transformer": (TransformerBlockChart(3, heads=1, d_k=1, d_v=1, d_ff=2), (4, 3)),
 }
 
 
