@@ -4,3 +4,8 @@ from ._curvature import (
     quotient_curvature as quotient_curvature,
     raw_curvature as raw_curvature,
 )
+from ._scores import (
+    DEFAULT_ORIENTATION as DEFAULT_ORIENTATION,
+    forecast_scores as forecast_scores,
+    score_note as score_note,
+)
