@@ -4,6 +4,7 @@ from ._curvature import (
     quotient_curvature as quotient_curvature,
     raw_curvature as raw_curvature,
 )
+from ._density import spectral_density as spectral_density
 from ._scores import (
     DEFAULT_ORIENTATION as DEFAULT_ORIENTATION,
     forecast_scores as forecast_scores,

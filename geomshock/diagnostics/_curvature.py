@@ -49,13 +49,15 @@ _DENSE_MAX_DIM = 200
 # --- shared pieces -----------------------------------------------------------------
 
 
-def _pick_method(method, dim: int) -> str:
+def _pick_method(method, dim: int, methods: tuple[str, str] = _METHODS) -> str:
+    """``methods = (dense, matrix-free)``; None picks by ``dim``."""
+    dense, free = methods
     if method is None:
-        return "dense" if dim <= _DENSE_MAX_DIM else "lanczos"
-    if method not in _METHODS:
+        return dense if dim <= _DENSE_MAX_DIM else free
+    if method not in methods:
         raise ValueError(
-            f"method must be 'dense', 'lanczos' or None (dense for dim ≤ "
-            f"{_DENSE_MAX_DIM}, else lanczos); got {method!r}"
+            f"method must be '{dense}', '{free}' or None ({dense} for dim ≤ "
+            f"{_DENSE_MAX_DIM}, else {free}); got {method!r}"
         )
     return method
 
@@ -234,11 +236,16 @@ def quotient_curvature(
     return _quotient_lanczos(potential, chart, q, k, num_probes, key, solver)
 
 
-def _quotient_dense(potential, chart, q) -> dict:
+def _dense_pencil(potential, chart, q):
+    """The dense pencil ``(H_cov, g)`` at ``q``."""
     dU = jax.grad(potential)(q)
     hess = jax.hessian(potential)(q)
     h_cov = hess - jnp.einsum("kij,k->ij", christoffel(chart.metric)(q), dU)
-    vals, vecs = _generalized_eigh(h_cov, chart.metric(q))
+    return h_cov, chart.metric(q)
+
+
+def _quotient_dense(potential, chart, q) -> dict:
+    vals, vecs = _generalized_eigh(*_dense_pencil(potential, chart, q))
     return _result(laplace_beltrami(potential, chart.metric)(q), vals, vecs)
 
 
@@ -262,7 +269,8 @@ def _metric_solver(chart, q, solver):
     return operator, lambda b: lx.linear_solve(operator, b, solver).value
 
 
-def _quotient_lanczos(potential, chart, q, k, num_probes, key, solver) -> dict:
+def _covariant_operators(potential, chart, q, solver):
+    """Matrix-free ``(v -> H_cov v, metric operator, b -> g^{-1} b)`` at ``q``."""
     gv = _metric_matvec(chart)
     operator, solve = _metric_solver(chart, q, solver)
     hvp = _hvp(potential, q)
@@ -275,17 +283,31 @@ def _quotient_lanczos(potential, chart, q, k, num_probes, key, solver) -> dict:
         dw_g_v = jax.jvp(lambda p: gv(p, v), (q,), (w,))[1]
         return hvp(v) - 0.5 * (d_wgv + dv_g_w - dw_g_v)
 
+    return h_cov, operator, solve
+
+
+def _pencil_ritz(h_cov, operator, solve, v0, k):
+    """Ritz pairs of ``(H_cov, g)`` on the Krylov space of ``g^{-1} H_cov`` from
+    ``v0`` (matfree's Arnoldi, then Rayleigh–Ritz): ascending values and
+    g-normalised vectors as rows (zero rows for directions lost to a breakdown)."""
+
     def b(v):  # g^{-1} H_cov, self-adjoint in the g inner product
         return solve(h_cov(v))
 
-    key, v0 = _start(key, q)
     arnoldi = matfree.decomp.hessenberg(k, reortho="full", custom_vjp=False)
     basis = arnoldi(b, v0)[0]
     a_small = basis @ jax.vmap(h_cov)(basis).T
     g_small = basis @ jax.vmap(operator.mv)(basis).T
     vals, y = _krylov_ritz(a_small, g_small)
-    laplacian = _trace(b, q, num_probes, key)
-    return _result(laplacian, vals, y @ basis)
+    return vals, y @ basis
+
+
+def _quotient_lanczos(potential, chart, q, k, num_probes, key, solver) -> dict:
+    h_cov, operator, solve = _covariant_operators(potential, chart, q, solver)
+    key, v0 = _start(key, q)
+    vals, vecs = _pencil_ritz(h_cov, operator, solve, v0, k)
+    laplacian = _trace(lambda v: solve(h_cov(v)), q, num_probes, key)
+    return _result(laplacian, vals, vecs)
 
 
 # --- raw curvature -------------------------------------------------------------------
@@ -340,9 +362,16 @@ def raw_curvature(
     k = _krylov_depth(num_lanczos, flat.shape[0])
     hvp = _hvp(f, flat)
     key, v0 = _start(key, flat)
+    vals, vecs = _lanczos_ritz(hvp, v0, k)
+    return _result(_trace(hvp, flat, num_probes, key), vals, vecs)
+
+
+def _lanczos_ritz(hvp, v0, k):
+    """Ritz pairs of a symmetric operator on its Krylov space from ``v0``:
+    matfree's Lanczos, then Rayleigh–Ritz on the basis (not matfree's
+    tridiagonal matrix, which is wrong once the basis loses orthogonality
+    after a breakdown). Ascending values, unit vectors as rows."""
     tridiag = matfree.decomp.tridiag_sym(k, custom_vjp=False)
     basis = tridiag(hvp, v0)[0]
-    # Rayleigh–Ritz on matfree's Krylov basis (not its tridiagonal matrix,
-    # which is wrong once the basis loses orthogonality after a breakdown).
     vals, vecs = _krylov_ritz(basis @ jax.vmap(hvp)(basis).T, basis @ basis.T)
-    return _result(_trace(hvp, flat, num_probes, key), vals, vecs @ basis)
+    return vals, vecs @ basis
