@@ -1,5 +1,11 @@
 """Diagnostics for training loops: quotient and raw curvature (part 7)."""
 
+from ._closure import (
+    ClosureFit as ClosureFit,
+    describe_forecast as describe_forecast,
+    fit_closure as fit_closure,
+    shock_forecast as shock_forecast,
+)
 from ._curvature import (
     quotient_curvature as quotient_curvature,
     raw_curvature as raw_curvature,
