@@ -218,6 +218,12 @@ class TransformerBlockChart(AbstractQuotientChart):
 
     def branches(self, params: Params, x: Array) -> tuple[Array, Array]:
         """The attention and MLP branch outputs ``(Attn(LN₁(X)), MLP(LN₂(H)))``."""
+        s = self.streams(params, x)
+        return s["attn"], s["mlp"]
+
+    def streams(self, params: Params, x: Array) -> dict[str, Array]:
+        """The branches' inputs and outputs: ``{"ln1": LN₁(X), "attn":
+        Attn(LN₁(X)), "ln2": LN₂(H), "mlp": MLP(LN₂(H))}``."""
         p = self.check_params(params)
         x = jnp.asarray(x, dtype=jnp.result_type(float))
         if x.ndim < 2 or x.shape[-1] != self.d_model:
@@ -229,9 +235,10 @@ class TransformerBlockChart(AbstractQuotientChart):
         def ln(u, which):
             return p[which]["gain"] * _layer_norm(u, self.eps) + p[which]["bias"]
 
-        attn = self.attention.apply(p["attn"], ln(x, "ln1"))
-        mlp = self.mlp.apply(p["mlp"], ln(x + attn, "ln2"))
-        return attn, mlp
+        u1 = ln(x, "ln1")
+        attn = self.attention.apply(p["attn"], u1)
+        u2 = ln(x + attn, "ln2")
+        return {"ln1": u1, "attn": attn, "ln2": u2, "mlp": self.mlp.apply(p["mlp"], u2)}
 
     def apply(self, params: Params, x: Array) -> Array:
         """The block output for inputs ``x`` of shape ``(..., T, d)`` (same shape)."""

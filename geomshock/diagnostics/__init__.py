@@ -11,6 +11,10 @@ from ._curvature import (
     raw_curvature as raw_curvature,
 )
 from ._density import spectral_density as spectral_density
+from ._observables import (
+    observables as observables,
+    raw_observables as raw_observables,
+)
 from ._scores import (
     DEFAULT_ORIENTATION as DEFAULT_ORIENTATION,
     forecast_scores as forecast_scores,
