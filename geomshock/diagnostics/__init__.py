@@ -11,6 +11,7 @@ from ._curvature import (
     raw_curvature as raw_curvature,
 )
 from ._density import spectral_density as spectral_density
+from ._monitor import JSONLinesLogger as JSONLinesLogger, Monitor as Monitor
 from ._observables import (
     observables as observables,
     raw_observables as raw_observables,
