@@ -226,16 +226,20 @@ def _score_signal(x, steps, event, window, weights, false_alarm, confidence):
 
 @functools.partial(jax.jit, static_argnums=(5, 6, 7))
 def _score_all(signals, steps, event, window, key, num_resamples, alpha, confidence):
-    # One compiled program per shape: eager calls would dispatch every
+    # One compiled program per shape, the signals stacked and mapped over by a
+    # loop (the compile cost of one signal); eager calls would dispatch every
     # bootstrap op separately.
     dtype = steps.dtype
     n_seeds = event.shape[0]
     draws = jax.random.randint(key, (num_resamples, n_seeds), 0, n_seeds)
     weights = jax.vmap(lambda i: jnp.zeros(n_seeds, dtype).at[i].add(1.0))(draws)
-    return {
-        name: _score_signal(x, steps, event, window, weights, alpha, confidence)
-        for name, x in signals.items()
-    }
+    names = list(signals)
+    stacked = jnp.stack([signals[name] for name in names])
+    scores = jax.lax.map(
+        lambda x: _score_signal(x, steps, event, window, weights, alpha, confidence),
+        stacked,
+    )
+    return {name: {k: v[i] for k, v in scores.items()} for i, name in enumerate(names)}
 
 
 def _check_inputs(steps, event, signals, window):

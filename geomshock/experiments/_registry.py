@@ -35,6 +35,7 @@ _EXPERIMENTS: dict[str, tuple[str, str]] = {
     "fig2": ("geomshock.experiments._sec31", "FIG2"),
     "table1": ("geomshock.experiments._sec31", "TABLE1"),
     "fig3": ("geomshock.experiments._fig3", "FIG3"),
+    "sec6": ("geomshock.experiments._sec6", "SEC6"),
 }
 
 
@@ -47,6 +48,10 @@ QUICK_CHANGES: dict[str, str] = {
     "table1": "as fig2",
     "fig3": "321 instead of 1201 points in s, 801 instead of 3201 quadrature "
     "nodes, 16 instead of 49 times for the slope curve",
+    "sec6": "gauge: 2 instead of 16 seeds, 200 instead of 1200 steps, no deep-MLP "
+    "and Transformer-block probes; edge_of_stability: 4 instead of 16 seeds, 200 "
+    "instead of 800 steps; 500 instead of 2000 bootstrap resamples; plateau, "
+    "transformer: their modules' quick settings",
 }
 
 
