@@ -27,6 +27,7 @@ from ._sec6_signals import (
     first_step,
     init_two_layer,
     make_trace,
+    observables_extra,
     regression_problem,
     signals_at_checkpoints,
 )
@@ -86,7 +87,12 @@ def run(*, quick: bool, seeds: int | None = None, key=None) -> dict[str, Any]:
     params, losses = train(jax.random.split(init_keys, seeds))
     steps = np.arange(num) * cfg["every"]
     signals, gauged = signals_at_checkpoints(
-        loss, chart, params, gauge_key, gauge_scale=GAUGE_SCALE
+        loss,
+        chart,
+        params,
+        gauge_key,
+        gauge_scale=GAUGE_SCALE,
+        extra=observables_extra(chart, "regression"),  # shared with the gauge run
     )
     losses = np.asarray(losses)
     sharp = signals["raw_max_eig"] >= SHARPNESS_FRACTION * 2 / LR

@@ -22,14 +22,13 @@ norm and the raw Hessian, are not.
 
 At every checkpoint every signal is recomputed after one more random gauge
 transform (log-scales ``~ N(0, 1)``): the quotient coordinates ``q =
-chart.project``, the quotient curvature (dense) and — where
-:func:`geomshock.diagnostics.observables` is available — the quotient
-observables should not move (to ~1e-8 relative), while the raw norm and the
-raw Hessian eigenvalues move by large factors. Both are quantified: the
-maximum relative change, and the range of the factor ``x_gauged / x``.
+chart.project``, the quotient curvature (dense) and the quotient
+observables (:func:`geomshock.diagnostics.observables`) should not move (to
+~1e-8 relative), while the raw norm and the raw Hessian eigenvalues move by
+large factors. Both are quantified: the maximum relative change, and the
+range of the factor ``x_gauged / x``.
 """
 
-import functools
 from typing import Any
 
 import jax
@@ -39,11 +38,13 @@ import numpy as np
 from ..charts import ReLUMLPChart
 from ._sec6_eos import gd_checkpoints
 from ._sec6_signals import (
+    BATCHES,
     first_step,
     gauge_changes,
     init_two_layer,
     is_observable,
     make_trace,
+    observables_extra,
     regression_problem,
     scalar_signals,
     signals_at_checkpoints,
@@ -70,23 +71,6 @@ def settings(quick: bool) -> dict[str, Any]:
         "block_steps": 300,
         "extra_every": 100,
     }
-
-
-@functools.cache
-def _observables_extra(chart, batch_key):
-    """H1's quotient observables as an ``extra`` (``None`` when not available)."""
-    from .. import diagnostics
-
-    observables = getattr(diagnostics, "observables", None)
-    if observables is None:
-        return None
-    batch = _BATCHES[batch_key]()
-
-    def extra(p):
-        out = observables(chart, p, batch)
-        return {f"observable:{k}": jnp.asarray(v) for k, v in out.items()}
-
-    return extra
 
 
 def _gauged_training(chart, key, gauge_every):
@@ -128,8 +112,7 @@ def _invariance(here, gauged) -> dict[str, Any]:
 
 
 def _deep_problem():
-    chart, _ = regression_problem()
-    x = jnp.linspace(-2.0, 2.0, 32)[:, None]
+    x = BATCHES["regression"]()
     y = jnp.sin(2.5 * x[:, 0])
     deep = ReLUMLPChart(DEEP_SIZES)
 
@@ -149,21 +132,14 @@ def _deep_problem():
             )
         return tuple(layers)
 
-    return deep, loss, init, "deep"
-
-
-def _block_batch():
-    return jax.random.normal(jax.random.PRNGKey(42), (8, 4, BLOCK["d_model"]))
-
-
-_BATCHES = {"deep": lambda: jnp.linspace(-2.0, 2.0, 32)[:, None], "block": _block_batch}
+    return deep, loss, init, "regression"
 
 
 def _block_problem():
     from ..charts import TransformerBlockChart
 
     chart = TransformerBlockChart(**BLOCK)
-    x = _block_batch()
+    x = BATCHES["block"]()
 
     def init(key):
         leaves, treedef = jax.tree_util.tree_flatten(chart.params_shape)
@@ -208,7 +184,7 @@ def _probe_model(problem, cfg, key, steps) -> dict[str, Any]:
         params,
         k_probe,
         gauge_scale=PROBE_GAUGE_SCALE,
-        extra=_observables_extra(chart, batch_key),
+        extra=observables_extra(chart, batch_key),
     )
     return {
         **_invariance(here, gauged),
@@ -243,7 +219,12 @@ def run(*, quick: bool, seeds: int | None = None, key=None) -> dict[str, Any]:
         jax.random.split(k_init, seeds), jax.random.split(k_train, seeds)
     )
     here, gauged = signals_at_checkpoints(
-        loss, chart, params, k_probe, gauge_scale=PROBE_GAUGE_SCALE
+        loss,
+        chart,
+        params,
+        k_probe,
+        gauge_scale=PROBE_GAUGE_SCALE,
+        extra=observables_extra(chart, "regression"),
     )
     losses = np.asarray(losses)
     steps = np.arange(cfg["steps"] // cfg["every"]) * cfg["every"]

@@ -37,7 +37,7 @@ def regression_problem():
     loss)``, the same objects on every call, so compiled signal functions are
     shared.
     """
-    x = jnp.linspace(-2.0, 2.0, 32)[:, None]
+    x = _two_layer_batch()
     y = jnp.sin(2.5 * x[:, 0])
     features = jnp.concatenate([x, jnp.ones_like(x)], axis=1)
 
@@ -46,6 +46,33 @@ def regression_problem():
         return 0.5 * jnp.mean((out - y) ** 2)
 
     return TwoLayerReLUChart(WIDTH, 1), loss
+
+
+@functools.cache
+def observables_extra(chart, batch_name: str):
+    """An ``extra`` for :func:`signals_at_checkpoints`: the quotient observables
+    :func:`geomshock.diagnostics.observables` on a named batch (cached, so runs
+    with the same chart and batch share one compiled function)."""
+    from ..diagnostics import observables
+
+    batch = BATCHES[batch_name]()
+
+    def extra(params):
+        out = observables(chart, params, batch)
+        return {f"observable:{k}": jnp.asarray(v) for k, v in out.items()}
+
+    return extra
+
+
+def _two_layer_batch():
+    return jnp.linspace(-2.0, 2.0, 32)[:, None]
+
+
+def _block_batch():
+    return jax.random.normal(jax.random.PRNGKey(42), (8, 4, 3))
+
+
+BATCHES = {"regression": _two_layer_batch, "block": _block_batch}
 
 
 def init_two_layer(key, scale: float):

@@ -64,6 +64,10 @@ def test_gauge_leaves_quotient_quantities_and_moves_raw_ones(reproduced):
     _, data = reproduced
     inv = data["experiments"]["gauge"]["invariance"]["two_layer_mlp"]
     assert inv["observables"]["q"] <= 1e-8
+    gammas = [k for k in inv["observables"] if k.startswith("observable:")]
+    assert "observable:gamma" in gammas and "observable:path_norm_l2" in gammas
+    for name in gammas:
+        assert inv["observables"][name] <= 1e-8, name
     for name in ("quotient_min_eig", "quotient_max_eig", "quotient_laplacian"):
         assert inv["signals"][name]["max_rel_change"] <= 1e-8, name
     for name in ("raw_norm", "raw_max_eig"):
