@@ -133,7 +133,7 @@ class ClosureFit(eqx.Module):
 
     Attributes:
         direction: the collective direction as a tangent vector in chart
-            coordinates, ``g``-unit (``eᵀ… = 1`` in the metric given).
+            coordinates, ``g``-unit (``vᵀ g v = 1`` for the metric given).
         coordinate: the covector ``w`` with ``s = w·q`` (``w = g·direction``).
         lr: the learning rate ``η`` of the window.
         s: ``s_n`` at the start of each increment, shape ``(T − 1,)``.
