@@ -140,6 +140,8 @@ class ClosureFit(eqx.Module):
         rate: ``y_n = (s_{n+1} − s_n)/η``, shape ``(T − 1,)``.
         weights: 1 for the increments inside the window (``length``), else 0.
         s_min, s_max: the range of ``s`` the window covered.
+        drift_basis, noise_basis: the same polynomials in ``z = (s − m)/h``
+            (``m``, ``h`` centre and half-width of the range), as fitted.
         drift_coefficients: ``c`` of ``b̄(s) = Σ_k c_k s^k`` (increasing powers;
             ``b̄ = Ū'``, the sign of :mod:`geomshock.sde`).
         drift_covariance: their covariance (robust sandwich, HC1).
