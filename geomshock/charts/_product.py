@@ -28,6 +28,15 @@ class ProductAction(AbstractGroupAction):
     ``actions[name]`` acts on ``params[name]`` alone; a group element is the
     dict of the factors' elements, the algebra coordinates are the factors'
     concatenated in sorted-name order (the order in which JAX flattens dicts).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from geomshock.charts import PositiveScaling
+        >>> action = ProductAction({"v": PositiveScaling(), "w": PositiveScaling()})
+        >>> moved = action.act({"v": jnp.ones(2), "w": jnp.ones(2)},
+        ...                    action.exp(jnp.log(jnp.array([2.0, 3.0]))))
+        >>> moved["v"].tolist(), moved["w"].tolist()
+        ([2.0, 2.0], [3.0, 3.0])
     """
 
     _actions: tuple[tuple[str, AbstractGroupAction], ...]
@@ -207,7 +216,13 @@ class ProductChart(AbstractQuotientChart):
 
 
 class TrivialAction(AbstractGroupAction):
-    """The trivial group (``algebra_dim = 0``): every element acts as the identity."""
+    """The trivial group (``algebra_dim = 0``): every element acts as the identity.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> TrivialAction().act(jnp.ones(2), TrivialAction().exp(jnp.zeros(0))).tolist()
+        [1.0, 1.0]
+    """
 
     @property
     def algebra_dim(self) -> int:

@@ -25,6 +25,10 @@ class TransformerBlockSymmetry(AbstractGroupAction):
     - ``t2 ∈ R^d``: LayerNorm-2 gain and bias ``× e^{t2}``, columns of the MLP's
       first weight matrix ``× e^{−t2}``;
     - ``s ∈ R^{d_ff}``: :class:`LayeredRescaling` of the MLP's hidden units.
+
+    Example:
+        >>> TransformerBlockSymmetry(4, heads=2, d_k=2, d_v=1, d_ff=3).algebra_dim
+        21
     """
 
     d_model: int
