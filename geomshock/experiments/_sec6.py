@@ -27,6 +27,7 @@ are corrupted by construction) and the control are reported beside it.
 """
 
 import importlib
+import importlib.util
 from typing import Any
 
 import jax
@@ -70,13 +71,9 @@ def settings(quick: bool) -> dict[str, Any]:
 
 def _load(name: str):
     module_name = SUBEXPERIMENTS[name][0]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name == module_name:
-            return None
-        raise
-    return getattr(module, "run", None)
+    if importlib.util.find_spec(module_name) is None:
+        return None
+    return getattr(importlib.import_module(module_name), "run", None)
 
 
 def _window(trace) -> float:

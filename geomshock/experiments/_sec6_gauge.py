@@ -86,15 +86,34 @@ def _gauged_training(chart, key, gauge_every):
     return step_fn
 
 
-def _train(loss, chart, first, key, *, steps, every, gauge_every, lr):
-    return gd_checkpoints(
-        loss,
-        first,
-        lr=lr,
-        num_checkpoints=steps // every,
-        every=every,
-        step_fn=_gauged_training(chart, key, gauge_every),
+def _train_and_probe(problem, key, *, seeds, steps, every, gauge_every, lr):
+    """Train ``seeds`` seeds (vmapped) with gauge transforms, then probe every
+    checkpoint: ``(signals, signals_gauged, loss)``."""
+    chart, loss, init, batch = problem
+    k_init, k_train, k_probe = jax.random.split(key, 3)
+
+    def one(k_first, k_gauge):
+        return gd_checkpoints(
+            loss,
+            init(k_first),
+            lr=lr,
+            num_checkpoints=steps // every,
+            every=every,
+            step_fn=_gauged_training(chart, k_gauge, gauge_every),
+        )
+
+    params, losses = jax.jit(jax.vmap(one))(
+        jax.random.split(k_init, seeds), jax.random.split(k_train, seeds)
     )
+    here, gauged = signals_at_checkpoints(
+        loss,
+        chart,
+        params,
+        k_probe,
+        gauge_scale=PROBE_GAUGE_SCALE,
+        extra=observables_extra(chart, batch),
+    )
+    return here, gauged, np.asarray(losses)
 
 
 def _invariance(here, gauged) -> dict[str, Any]:
@@ -163,34 +182,21 @@ def _block_problem():
 
 def _probe_model(problem, cfg, key, steps) -> dict[str, Any]:
     """One seed of a full-run-only model trained with gauges, then probed."""
-    chart, loss, init, batch_key = problem()
-    k_init, k_train, k_probe = jax.random.split(key, 3)
-    params, losses = jax.jit(
-        lambda ki, kt: _train(
-            loss,
-            chart,
-            init(ki),
-            kt,
-            steps=steps,
-            every=cfg["extra_every"],
-            gauge_every=cfg["gauge_every"],
-            lr=LR / 2,
-        )
-    )(k_init, k_train)
-    params = jax.tree_util.tree_map(lambda p: p[None], params)
-    here, gauged = signals_at_checkpoints(
-        loss,
-        chart,
-        params,
-        k_probe,
-        gauge_scale=PROBE_GAUGE_SCALE,
-        extra=observables_extra(chart, batch_key),
+    chart = problem[0]
+    here, gauged, losses = _train_and_probe(
+        problem,
+        key,
+        seeds=1,
+        steps=steps,
+        every=cfg["extra_every"],
+        gauge_every=cfg["gauge_every"],
+        lr=LR / 2,
     )
     return {
         **_invariance(here, gauged),
         "chart": type(chart).__name__,
         "dim": chart.dim,
-        "loss": np.asarray(losses).tolist(),
+        "loss": losses[0].tolist(),
     }
 
 
@@ -199,44 +205,27 @@ def run(*, quick: bool, seeds: int | None = None, key=None) -> dict[str, Any]:
     cfg = settings(quick)
     seeds = cfg["seeds"] if seeds is None else seeds
     key = jax.random.PRNGKey(0) if key is None else key
-    k_init, k_train, k_probe, k_deep, k_block = jax.random.split(key, 5)
+    k_main, k_deep, k_block = jax.random.split(key, 3)
     chart, loss = regression_problem()
-    train = jax.jit(
-        jax.vmap(
-            lambda ki, kt: _train(
-                loss,
-                chart,
-                init_two_layer(ki, INIT_SCALE),
-                kt,
-                steps=cfg["steps"],
-                every=cfg["every"],
-                gauge_every=cfg["gauge_every"],
-                lr=LR,
-            )
-        )
+    here, gauged, losses = _train_and_probe(
+        (chart, loss, lambda k: init_two_layer(k, INIT_SCALE), "regression"),
+        k_main,
+        seeds=seeds,
+        steps=cfg["steps"],
+        every=cfg["every"],
+        gauge_every=cfg["gauge_every"],
+        lr=LR,
     )
-    params, losses = train(
-        jax.random.split(k_init, seeds), jax.random.split(k_train, seeds)
-    )
-    here, gauged = signals_at_checkpoints(
-        loss,
-        chart,
-        params,
-        k_probe,
-        gauge_scale=PROBE_GAUGE_SCALE,
-        extra=observables_extra(chart, "regression"),
-    )
-    losses = np.asarray(losses)
     steps = np.arange(cfg["steps"] // cfg["every"]) * cfg["every"]
     event = first_step(steps, losses < EVENT_FRACTION * losses[:, :1])
     invariance = {"two_layer_mlp": _invariance(here, gauged)}
     invariance["two_layer_mlp"].update(chart="TwoLayerReLUChart", dim=chart.dim)
     if not quick:
         invariance["deep_mlp"] = _probe_model(
-            _deep_problem, cfg, k_deep, cfg["deep_steps"]
+            _deep_problem(), cfg, k_deep, cfg["deep_steps"]
         )
         invariance["transformer_block"] = _probe_model(
-            _block_problem, cfg, k_block, cfg["block_steps"]
+            _block_problem(), cfg, k_block, cfg["block_steps"]
         )
     meta = {
         "model": f"two-layer ReLU MLP, width {chart.width} (TwoLayerReLUChart, "
