@@ -136,36 +136,3 @@ def test_product_and_transformer_bad_input():
             jax.block_until_ready(fn(off))
     with pytest.raises(ValueError, match=r"inputs of shape \(\.\.\., T, 3\)"):
         BLOCK.apply(p, jnp.ones((4, 2)))
-
-
-def test_product_curvature_spectrum_is_the_union_of_the_factors():
-    # A separable loss: block-diagonal metric and covariant Hessian, so the
-    # quotient spectrum of the product is the union of the factors' spectra;
-    # and it is the same after a gauge move of the product.
-    from geomshock.diagnostics import spectral_density
-
-    two, sphere = SMALL.charts["a"], SMALL.charts["b"]
-    x = jnp.linspace(-1.0, 1.0, 5)[:, None]
-    loss_a = lambda p: jnp.mean((two.apply(p, x) - jnp.sin(2 * x[:, 0])) ** 2)
-    loss_b = lambda w: (
-        (w[0] / jnp.linalg.norm(w) - 0.3) ** 2 + w[1] / jnp.linalg.norm(w)
-    )
-    loss = lambda p: loss_a(p["a"]) + loss_b(p["b"])
-    grid = jnp.linspace(-1.0, 1.0, 3)
-
-    def nodes(loss, chart, p):
-        return spectral_density(loss, p, grid=grid, chart=chart, method="dense")[
-            "nodes"
-        ][0]
-
-    @jax.jit
-    def spectra(p, moved):
-        both = jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), p, moved)
-        factors = [nodes(loss_a, two, p["a"]), nodes(loss_b, sphere, p["b"])]
-        return jax.vmap(lambda p: nodes(loss, SMALL, p))(both), jnp.concatenate(factors)
-
-    p = random_params(SMALL, 11)
-    moved = SMALL.gauge(p, jax.random.PRNGKey(12), 1.0)
-    (product, product_moved), factors = spectra(p, moved)
-    np.testing.assert_allclose(product, jnp.sort(factors), rtol=1e-9, atol=1e-11)
-    np.testing.assert_allclose(product_moved, product, rtol=1e-8, atol=1e-11)
