@@ -52,18 +52,18 @@ def case(request):
     batch = jax.random.normal(jax.random.PRNGKey(1), x_shape)
     action = chart.action
 
-    @jax.jit
-    def moves(p):
-        # a random gauge, and a large deterministic one: every generator at 2
-        big = action.exp(2.0 * jnp.ones(action.algebra_dim))
-        return chart.gauge(p, jax.random.PRNGKey(2), GAUGE_SCALE), action.act(p, big)
-
     stack = lambda *trees: jax.tree_util.tree_map(lambda *x: jnp.stack(x), *trees)
-    both = stack(params, *moves(params))
-    run = jax.jit(
-        jax.vmap(lambda p: (observables(chart, p, batch), raw_observables(p)))
-    )
-    obs, raw = run(both)
+
+    @jax.jit  # one compiled function: the moves and every observable
+    def run(p):
+        # a random gauge, and a large deterministic one: every generator at 2
+        big = action.act(p, action.exp(2.0 * jnp.ones(action.algebra_dim)))
+        both = stack(p, chart.gauge(p, jax.random.PRNGKey(2), GAUGE_SCALE), big)
+        return jax.vmap(lambda p: (observables(chart, p, batch), raw_observables(p)))(
+            both
+        )
+
+    obs, raw = run(params)
     return request.param, chart, params, batch, obs, raw
 
 
