@@ -197,9 +197,10 @@ def verdict(experiments: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fmt_ci(value, ci, digits=2) -> str:
-    if value is None or not np.isfinite(value):
+    # float(): data read back from JSON hold non-finite values as strings
+    if value is None or not np.isfinite(float(value)):
         return "n/a"
-    lo, hi = ci
+    value, (lo, hi) = float(value), (float(c) for c in ci)
     return f"{value:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
@@ -365,6 +366,9 @@ def plot(data: dict[str, Any]) -> dict[str, Any]:
                 ax.axvline(e, color="k", lw=0.5, ls=":", alpha=0.5)
             if keys is None:
                 ax.set_yscale("log")
+            elif "lr" in d["meta"] and "curvature" in title:
+                ax.axhline(2 / d["meta"]["lr"], color="r", lw=0.8, ls="--")
+                ax.text(steps[0], 2 / d["meta"]["lr"], " 2/η", va="bottom", color="r")
             ax.set_title(title, fontsize=10)
             ax.set_xlabel("step")
             ax.grid(alpha=0.25)
@@ -393,9 +397,9 @@ def _summary_figure(data):
         xs, ys, err = [], [], []
         for i, s in enumerate(signals):
             score = d["scores"].get(s)
-            if score is None or not np.isfinite(score["auroc"]):
+            if score is None or not np.isfinite(float(score["auroc"])):
                 continue
-            lo, hi = score["auroc_ci"]
+            lo, hi = (float(c) for c in score["auroc_ci"])
             xs.append(i + (j - (len(experiments) - 1) / 2) * width)
             ys.append(score["auroc"])
             err.append([score["auroc"] - lo, hi - score["auroc"]])

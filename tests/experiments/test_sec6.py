@@ -158,3 +158,13 @@ def test_missing_sub_experiment_is_skipped_with_a_note(monkeypatch):
     data = _sec6.compute(quick=True)
     assert data["experiments"] == {} and "not available" in data["skipped"]["plateau"]
     assert "- plateau: not available" in _sec6.report(data)
+
+
+def test_plot_and_report_from_the_json_data(reproduced):
+    _, data = reproduced
+    figures = _sec6.plot(data)
+    assert list(figures) == ["sec6_gauge", "sec6_edge_of_stability", "sec6_summary"]
+    eos_axes = figures["sec6_edge_of_stability"].axes
+    assert len(eos_axes) == 4 and any("2/η" in t.get_text() for t in eos_axes[1].texts)
+    md = _sec6.report(data)
+    assert md == data["markdown"]["body"]
