@@ -73,17 +73,18 @@ def test_quick_trace(trace):
 def test_quick_trace_gauge(trace):
     """Quotient signals are gauge-invariant: min eig and loss slope to 1e-8 of
     their scale, the Laplacian (third derivatives of the lift, where the GL
-    gauge's rounding in ``project`` is amplified most) to 1e-6 (measured: 1.6e-7
-    at worst); raw norm and raw Hessian eigenvalues move by large factors."""
+    gauge's rounding in ``project`` is amplified most) to 1e-5 (measured: 1.5e-6
+    at worst over 32 seeds); raw norm and raw Hessian eigenvalues move by large
+    factors."""
     sig, gauged = trace["signals"], trace["signals_gauged"]
     tolerance = {
         "quotient_min_eig": 1e-8,
         "loss_slope": 1e-8,
-        "quotient_laplacian": 1e-6,
+        "quotient_laplacian": 1e-5,
     }
     for name, rel in tolerance.items():
         scale = np.max(np.abs(sig[name]))
         np.testing.assert_allclose(gauged[name], sig[name], rtol=0, atol=rel * scale)
     for name in ("raw_norm", "raw_max_eig"):
-        ratio = gauged[name] / sig[name]
+        ratio = np.abs(gauged[name] / sig[name])
         assert np.max(np.abs(np.log(ratio))) > np.log(1.5)
