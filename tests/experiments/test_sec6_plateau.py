@@ -10,6 +10,7 @@ from scipy.special import erf
 from geomshock.charts import quotient_metric
 from geomshock.experiments import _sec6_plateau as sp
 from tests._errors import raises_eager_and_jit
+from tests.experiments._traces import assert_well_formed
 
 SIGNALS = {"quotient_min_eig", "quotient_laplacian", "raw_min_eig", "raw_max_eig"}
 
@@ -210,15 +211,8 @@ def trace():
 
 
 def test_quick_trace(trace):
-    steps, loss, event = trace["steps"], trace["loss"], trace["event_step"]
-    seeds, checkpoints = loss.shape
-    assert steps.shape == (checkpoints,) and np.all(np.diff(steps) > 0)
-    assert event.shape == (seeds,) and event.dtype.kind == "i"
-    assert np.mean(event >= 0) >= 0.75  # events on most seeds
-    assert set(trace["signals"]) == SIGNALS | {"raw_norm", "loss_slope"}
-    assert set(trace["signals_gauged"]) == set(trace["signals"])
-    for v in [*trace["signals"].values(), *trace["signals_gauged"].values()]:
-        assert v.shape == (seeds, checkpoints) and np.all(np.isfinite(v))
+    steps, loss, event = assert_well_formed(trace, SIGNALS)
+    seeds = loss.shape[0]
     # the event rule: the first crossing, so no checkpoint before it is below
     threshold = 0.5 * trace["meta"]["plateau_value"]
     for s in np.flatnonzero(event >= 0):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from geomshock.experiments import _sec6_transformer as st
+from tests.experiments._traces import assert_well_formed
 
 
 def test_plateau_value_is_the_uniform_attention_optimum():
@@ -54,16 +55,8 @@ def trace():
 
 
 def test_quick_trace(trace):
-    steps, loss, event = trace["steps"], trace["loss"], trace["event_step"]
-    seeds, checkpoints = loss.shape
-    assert steps.shape == (checkpoints,) and np.all(np.diff(steps) > 0)
-    assert event.shape == (seeds,)
-    assert np.mean(event >= 0) >= 0.75
     names = {"quotient_min_eig", "quotient_laplacian", "raw_min_eig", "raw_max_eig"}
-    assert set(trace["signals"]) == names | {"raw_norm", "loss_slope"}
-    assert set(trace["signals_gauged"]) == set(trace["signals"])
-    for v in [*trace["signals"].values(), *trace["signals_gauged"].values()]:
-        assert v.shape == (seeds, checkpoints) and np.all(np.isfinite(v))
+    steps, loss, event = assert_well_formed(trace, names)
     # the transition is abrupt: near the plateau before, far below it after
     eps_p = trace["meta"]["plateau_value"]
     assert np.all(loss[:, 0] > 0.8 * eps_p)

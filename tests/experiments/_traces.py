@@ -1,0 +1,19 @@
+"""Shared checks of a Sec. 6 Trace (the dict the sub-experiments return)."""
+
+import numpy as np
+
+
+def assert_well_formed(trace, signal_names):
+    """Shapes, increasing steps, integer events on most seeds, finite signals
+    (plain and gauged) with exactly ``signal_names`` plus raw norm and loss slope.
+    Returns ``(steps, loss, event_step)``."""
+    steps, loss, event = trace["steps"], trace["loss"], trace["event_step"]
+    seeds, checkpoints = loss.shape
+    assert steps.shape == (checkpoints,) and np.all(np.diff(steps) > 0)
+    assert event.shape == (seeds,) and event.dtype.kind == "i"
+    assert np.mean(event >= 0) >= 0.75  # events on most seeds
+    assert set(trace["signals"]) == set(signal_names) | {"raw_norm", "loss_slope"}
+    assert set(trace["signals_gauged"]) == set(trace["signals"])
+    for v in [*trace["signals"].values(), *trace["signals_gauged"].values()]:
+        assert v.shape == (seeds, checkpoints) and np.all(np.isfinite(v))
+    return steps, loss, event
