@@ -11,6 +11,7 @@ from ._curvature import (
     raw_curvature as raw_curvature,
 )
 from ._density import spectral_density as spectral_density
+from ._llc import local_learning_coefficient as local_learning_coefficient
 from ._monitor import JSONLinesLogger as JSONLinesLogger, Monitor as Monitor
 from ._observables import (
     observables as observables,
