@@ -113,8 +113,14 @@ def _checked_correlation(tangents: Float[Array, "D k"]) -> tuple[Matrix, Array]:
     norms = jnp.linalg.norm(tangents, axis=0)
     tiny = jnp.finfo(tangents.dtype).tiny
     unit = tangents / jnp.where(norms > tiny, norms, 1.0)
-    corr = unit.T @ unit
-    eig = jnp.linalg.eigvalsh(corr)
+    return _check_correlation(unit.T @ unit, norms)
+
+
+def _check_correlation(corr: Matrix, norms: Array) -> tuple[Matrix, Array]:
+    """The check of :func:`_checked_correlation` on a formed correlation matrix
+    and the tangent norms (zero norms are replaced by 1 in the result)."""
+    tiny = jnp.finfo(corr.dtype).tiny
+    eig = jnp.linalg.eigvalsh(jax.lax.stop_gradient(corr))
     bad = ~jnp.all(norms > tiny) | ~(eig[0] > _STABILIZER_RTOL)
     corr = eqx.error_if(
         corr,
@@ -153,10 +159,11 @@ def horizontal_project_matrix(
     return vectors - tangents @ _vertical_coefficients(tangents, vectors)
 
 
-# Up to this many generators the projector forms the ``(k, k)`` Gram matrix and
-# checks it (a degenerate orbit is an error); above, a matrix-free Krylov
-# least-squares solve is the default (the dense Gram costs ``O(D k²)``).
-_DENSE_GRAM_MAX_K = 64
+# Above this many entries ``D·k`` the orbit tangents are not materialised: the
+# projector applies ``T`` and ``Tᵀ`` by jvp/vjp and forms only the ``(k, k)``
+# Gram matrix, ``GRAM_BATCH`` generators at a time.
+_DENSE_TANGENTS_MAX = 2**22
+_GRAM_BATCH = 32
 
 
 def orbit_tangent_operator(
@@ -178,14 +185,61 @@ def orbit_tangent_operator(
 
 def default_projection_solver(algebra_dim: int) -> lx.AbstractLinearSolver:
     """The solver :func:`horizontal_projection` uses when none is given:
-    ``lx.Cholesky()`` on the checked Gram matrix for ``k <= 64``, else the
-    matrix-free Krylov least-squares solver ``lx.LSMR(rtol=1e-14, atol=0)``. LSMR
-    stops on ``‖Tᵀr‖ <= rtol ‖T‖ ‖r‖``, a criterion that stays meaningful when the
-    vector is already (nearly) horizontal, as the derivative of a balanced
-    section is."""
-    if algebra_dim <= _DENSE_GRAM_MAX_K:
-        return lx.Cholesky()
-    return lx.LSMR(rtol=1e-14, atol=0.0, max_steps=20 * algebra_dim + 100)
+    ``lx.Cholesky()`` on the checked ``(k, k)`` Gram matrix of the orbit
+    tangents, for every ``k`` (``algebra_dim``).
+
+    The Gram matrix is formed and factored once per point; each projection then
+    costs one product with ``T`` and one with ``Tᵀ`` and two triangular solves.
+    Up to ``D·k = 2²²`` entries the tangents are materialised (``jax.jacfwd``),
+    above they are applied by jvp/vjp and the Gram matrix is built from ``k``
+    such pairs, 32 generators at a time: memory ``O(k² + 32 D)``. Pass
+    ``lx.LSMR(...)`` for a fully matrix-free least-squares solve instead (no
+    ``k × k`` matrix, many more products per projection).
+    """
+    del algebra_dim  # one default for every size (kept for the signature)
+    return lx.Cholesky()
+
+
+def _gram_projector(action: AbstractGroupAction, params: Params):
+    """``w ↦ P_H w`` with the checked correlation matrix factored once."""
+    flat_orbit, xi0 = _flat_orbit(action, params)
+    size = flat_orbit(xi0).shape[0]
+    k = xi0.shape[0]
+    if size * k <= _DENSE_TANGENTS_MAX:
+        tangents = jax.jacfwd(flat_orbit)(xi0)
+
+        def t_mv(xi):
+            return tangents @ xi
+
+        def t_rmv(w):
+            return tangents.T @ w
+
+        gram = tangents.T @ tangents
+    else:
+        _, t_mv = jax.linearize(flat_orbit, xi0)
+        transpose = jax.linear_transpose(t_mv, xi0)
+
+        def t_rmv(w):
+            return transpose(w)[0]
+
+        gram = jax.lax.map(
+            lambda e: t_rmv(t_mv(e)),
+            jnp.eye(k, dtype=xi0.dtype),
+            batch_size=_GRAM_BATCH,
+        )
+    norms = jnp.sqrt(jnp.maximum(jnp.diag(gram), 0.0))
+    tiny = jnp.finfo(gram.dtype).tiny
+    safe = jnp.where(norms > tiny, norms, 1.0)
+    corr, norms = _check_correlation(
+        0.5 * (gram + gram.T) / jnp.outer(safe, safe), norms
+    )
+    factor = jax.scipy.linalg.cho_factor(corr, lower=True)
+
+    def project(w):
+        coefficients = jax.scipy.linalg.cho_solve(factor, t_rmv(w) / norms) / norms
+        return w - t_mv(coefficients)
+
+    return project
 
 
 def _horizontal_projector(
@@ -195,18 +249,18 @@ def _horizontal_projector(
 ) -> Callable[[Float[Array, " D"]], Float[Array, " D"]]:
     """``w ↦ P_H w = w − T α``, ``α = argmin ‖T α − w‖``, for flat vectors ``w``.
 
-    ``lx.Cholesky()`` forms and checks the Gram matrix ``TᵀT`` (exact, refuses a
-    degenerate orbit); any other lineax solver solves the least-squares problem
-    with the matrix-free operator ``T`` (``lx.LSMR``, ``lx.Normal(lx.CG(...))``,
-    or ``lx.QR``/``lx.SVD``, which materialise it).
+    ``lx.Cholesky()`` (the default) forms, checks and factors the Gram matrix
+    ``TᵀT`` once (exact, refuses a degenerate orbit; see
+    :func:`default_projection_solver`); any other lineax solver solves the
+    least-squares problem with the matrix-free operator ``T`` (``lx.LSMR``,
+    ``lx.Normal(lx.CG(...))``, or ``lx.QR``/``lx.SVD``, which materialise it).
     """
     if solver is None:
         solver = default_projection_solver(action.algebra_dim)
     if not isinstance(solver, lx.AbstractLinearSolver):
         raise TypeError(f"solver must be a lineax solver, got {solver!r}")
     if isinstance(solver, lx.Cholesky):
-        tangents = orbit_tangents(action, params)
-        return lambda w: horizontal_project_matrix(tangents, w[:, None])[:, 0]
+        return _gram_projector(action, params)
     operator = orbit_tangent_operator(action, params)
 
     def project(w):
@@ -228,9 +282,9 @@ def horizontal_projection(
 
     ``vector`` has the structure of ``params``; so has the result. ``solver``
     (a lineax solver) picks how the orbit part is removed; the default is
-    :func:`default_projection_solver`. With ``lx.Cholesky()`` (the default for
-    ``k <= 64``) a point whose orbit tangents are linearly dependent raises an
-    equinox runtime error; the matrix-free solvers return the projection onto
+    :func:`default_projection_solver`. With ``lx.Cholesky()`` (the default) a
+    point whose orbit tangents are linearly dependent raises an equinox runtime
+    error; the matrix-free solvers return the projection onto
     the complement of their span (charts refuse such points in ``lift``).
     Supports ``jit``, ``vmap`` and ``grad``.
     """
@@ -294,11 +348,12 @@ def quotient_metric_operator(
     """Matrix-free quotient metric ``v -> (P_H Dσ)ᵀ (P_H Dσ) v`` as a lineax operator.
 
     Per product: one ``jvp`` and one ``vjp`` of ``lift`` and one horizontal
-    projection (:func:`horizontal_projection`; ``solver`` as there). With the
-    default solver for ``k > 64`` nothing of size ``D × k`` or ``m × m`` is
-    formed: the orbit part is an LSMR least-squares solve with the orbit-tangent
-    operator. Tagged symmetric positive semidefinite. Use for
-    large charts (``m ~ 1e5``).
+    projection (:func:`horizontal_projection`; ``solver`` as there), after the
+    ``(k, k)`` Gram matrix of the orbit tangents is formed and factored once
+    when the operator is built (for ``D·k > 2²²`` without materialising the
+    ``(D, k)`` tangents; nothing of size ``m × m`` is formed). Tagged symmetric
+    positive semidefinite. Use for large charts (``m ~ 1e5``); with
+    ``solver=lx.LSMR(...)`` not even the Gram matrix is formed.
     """
     q = jnp.asarray(q)
     if q.ndim != 1:
@@ -308,12 +363,14 @@ def quotient_metric_operator(
         params = lift(p)
         return ravel_pytree(params)[0], params
 
-    _, vjp_fn, params = jax.vjp(flat_lift, q, has_aux=True)
+    # Linearised once: a product replays the tangent of the lift (never the
+    # lift itself, e.g. the balancing Newton loop) and its transpose.
+    _, jvp_fn, params = jax.linearize(flat_lift, q, has_aux=True)
+    vjp_fn = jax.linear_transpose(jvp_fn, q)
     project = _horizontal_projector(action, params, solver)
 
     def matvec(v):
-        _, jv = jax.jvp(lambda p: flat_lift(p)[0], (q,), (v,))
-        return vjp_fn(project(jv))[0]
+        return vjp_fn(project(jvp_fn(v)))[0]
 
     return lx.FunctionLinearOperator(
         matvec,

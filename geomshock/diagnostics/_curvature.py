@@ -277,10 +277,12 @@ def _covariant_operators(potential, chart, q, solver):
     w = solve(jax.grad(potential)(q))  # w^k = g^{kl} ∂_l U
 
     def h_cov(v):
-        # Γ_kij v^j w^k = ½(∂_i(wᵀ g v) + (∂_v g) w − (∂_w g) v)
-        d_wgv = jax.grad(lambda p: w @ gv(p, v))(q)
-        dv_g_w = jax.jvp(lambda p: gv(p, w), (q,), (v,))[1]
-        dw_g_v = jax.jvp(lambda p: gv(p, v), (q,), (w,))[1]
+        # Γ_kij v^j w^k = ½(∂_i(wᵀ g v) + (∂_v g) w − (∂_w g) v), all three from
+        # one linearisation of p ↦ (g(p) v, g(p) w) and its transpose.
+        _, d_g = jax.linearize(lambda p: (gv(p, v), gv(p, w)), q)
+        d_wgv = jax.linear_transpose(d_g, q)((w, jnp.zeros_like(w)))[0]
+        dv_g_w = d_g(v)[1]
+        dw_g_v = d_g(w)[0]
         return hvp(v) - 0.5 * (d_wgv + dv_g_w - dw_g_v)
 
     return h_cov, operator, solve
