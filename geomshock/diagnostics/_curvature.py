@@ -37,7 +37,7 @@ import matfree.stochtrace
 from jax.flatten_util import ravel_pytree
 
 from .._checks import callable_arg, finite_tree, per_dtype, positive_int
-from ..geometry import christoffel, laplace_beltrami
+from ..geometry import christoffel
 from ..geometry._metric import cholesky
 
 Method = Literal["dense", "lanczos"] | None
@@ -246,7 +246,9 @@ def _dense_pencil(potential, chart, q):
 
 def _quotient_dense(potential, chart, q) -> dict:
     vals, vecs = _generalized_eigh(*_dense_pencil(potential, chart, q))
-    return _result(laplace_beltrami(potential, chart.metric)(q), vals, vecs)
+    # Δ_g U = g^{ij}(∂_ij U − Γ^k_ij ∂_k U) = tr(g^{-1} H_cov): the sum of the
+    # pencil's eigenvalues (no second pass through the metric's derivative).
+    return _result(jnp.sum(vals), vals, vecs)
 
 
 def _metric_matvec(chart):

@@ -344,7 +344,7 @@ def plot(data: dict[str, Any]) -> dict[str, Any]:
         ("loss", None),
         ("quotient curvature", ("quotient_min_eig", "quotient_max_eig")),
         ("raw curvature and norm", ("raw_min_eig", "raw_max_eig", "raw_norm")),
-        ("loss slope", ("loss_slope",)),
+        ("baselines: loss slope, LLC", ("loss_slope", "llc")),
     )
     for name, d in data["experiments"].items():
         steps = np.asarray(d["steps"])

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._sec6_signals import (
+    REGRESSION_POINTS,
     WIDTH,
     first_step,
     init_two_layer,
@@ -93,6 +94,7 @@ def run(*, quick: bool, seeds: int | None = None, key=None) -> dict[str, Any]:
         gauge_key,
         gauge_scale=GAUGE_SCALE,
         extra=observables_extra(chart, "regression"),  # shared with the gauge run
+        llc_n=REGRESSION_POINTS,
     )
     losses = np.asarray(losses)
     sharp = signals["raw_max_eig"] >= SHARPNESS_FRACTION * 2 / LR

@@ -39,6 +39,7 @@ from ..charts import ReLUMLPChart
 from ._sec6_eos import gd_checkpoints
 from ._sec6_signals import (
     BATCHES,
+    REGRESSION_POINTS,
     first_step,
     gauge_changes,
     init_two_layer,
@@ -86,9 +87,10 @@ def _gauged_training(chart, key, gauge_every):
     return step_fn
 
 
-def _train_and_probe(problem, key, *, seeds, steps, every, gauge_every, lr):
+def _train_and_probe(problem, key, *, seeds, steps, every, gauge_every, lr, llc_n=None):
     """Train ``seeds`` seeds (vmapped) with gauge transforms, then probe every
-    checkpoint: ``(signals, signals_gauged, loss)``."""
+    checkpoint: ``(signals, signals_gauged, loss)`` (with the LLC baseline
+    for ``llc_n`` nominal samples)."""
     chart, loss, init, batch = problem
     k_init, k_train, k_probe = jax.random.split(key, 3)
 
@@ -112,6 +114,7 @@ def _train_and_probe(problem, key, *, seeds, steps, every, gauge_every, lr):
         k_probe,
         gauge_scale=PROBE_GAUGE_SCALE,
         extra=observables_extra(chart, batch),
+        llc_n=llc_n,
     )
     return here, gauged, np.asarray(losses)
 
@@ -215,6 +218,7 @@ def run(*, quick: bool, seeds: int | None = None, key=None) -> dict[str, Any]:
         every=cfg["every"],
         gauge_every=cfg["gauge_every"],
         lr=LR,
+        llc_n=REGRESSION_POINTS,
     )
     steps = np.arange(cfg["steps"] // cfg["every"]) * cfg["every"]
     event = first_step(steps, losses < EVENT_FRACTION * losses[:, :1])

@@ -74,7 +74,7 @@ from ..charts import (
     CanonicalOrderChart,
     orbit_tangents,
 )
-from ..diagnostics import quotient_curvature, raw_curvature
+from ._sec6_signals import curvature_signals, make_trace
 
 _PI = math.pi
 
@@ -580,6 +580,7 @@ _EVENT_FRACTION = 0.5
 _DEFAULT_SEEDS = 32
 _ODE_GRID = 1201
 _RAW_KRYLOV = 40  # Krylov depth of the raw Hessian's extreme eigenvalues
+_LLC_N = 1000  # nominal sample count of the LLC baseline (β = 1/log n)
 
 
 class _Clock:
@@ -592,38 +593,6 @@ class _Clock:
         now = time.perf_counter()
         self.laps[name] = round(now - self._t, 2)
         self._t = now
-
-
-def _signals(chart, b, w):
-    """Quotient and raw curvature of ``ε_g`` and ``‖W‖`` at one student ``w``.
-
-    The quotient curvature is that of the rotation quotient at the canonically
-    ordered representative ``lift(project(w))`` of ``chart`` (a
-    :class:`~geomshock.charts.CanonicalOrderChart`): the same numbers as
-    ``quotient_curvature(loss, chart, ...)`` (same lift and metric at ordered
-    points), without differentiating through the sorting."""
-    inner = chart.chart
-
-    def loss(p):
-        return _student_error(p["w"], b)
-
-    rep = inner.lift(chart.project({"w": w}))
-    quo = quotient_curvature(loss, inner, rep, method="dense")
-    raw = raw_curvature(loss, {"w": w}, method="lanczos", num_lanczos=_RAW_KRYLOV)
-    return {
-        "quotient_min_eig": quo["min_eig"],
-        "quotient_laplacian": quo["laplacian"],
-        "raw_min_eig": raw["min_eig"],
-        "raw_max_eig": raw["max_eig"],
-        "raw_norm": jnp.linalg.norm(w),
-    }
-
-
-def _loss_slope(steps, loss):
-    """Backward difference ``(L_c − L_{c−1}) / (s_c − s_{c−1})`` (no look-ahead);
-    0 at the first checkpoint."""
-    slope = jnp.diff(loss, axis=-1) / jnp.diff(steps)
-    return jnp.concatenate([jnp.zeros_like(loss[..., :1]), slope], axis=-1)
 
 
 def run(*, quick: bool, seeds: int | None = None, key=None) -> dict:
@@ -685,18 +654,34 @@ def run(*, quick: bool, seeds: int | None = None, key=None) -> dict:
     clock.lap("sgd")
 
     flat = ws.reshape(-1, k, n)
-    sig = jax.jit(jax.vmap(lambda w: _signals(chart, b, w)))
-    gauge_keys = jax.random.split(k_gauge, flat.shape[0])
+
+    def point_loss(p):
+        return _student_error(p["w"], b)
+
+    def point_signals(w, kk):
+        return curvature_signals(
+            point_loss,
+            chart,
+            {"w": w},
+            kk,
+            llc_n=_LLC_N,
+            raw_method="lanczos",
+            raw_krylov=_RAW_KRYLOV,
+        )
+
+    sig = jax.jit(jax.vmap(point_signals))
+    k_move, k_llc = jax.random.split(k_gauge)
+    gauge_keys = jax.random.split(k_move, flat.shape[0])
+    llc_keys = jax.random.split(k_llc, flat.shape[0])  # the same at a gauged point
     gauged = jax.jit(jax.vmap(lambda w, kk: chart.gauge({"w": w}, kk)["w"]))(
         flat, gauge_keys
     )
     shape = (seeds, cfg["checkpoints"])
-    signals = {name: v.reshape(shape) for name, v in sig(flat).items()}
-    signals_gauged = {name: v.reshape(shape) for name, v in sig(gauged).items()}
+    signals = {name: v.reshape(shape) for name, v in sig(flat, llc_keys).items()}
+    signals_gauged = {
+        name: v.reshape(shape) for name, v in sig(gauged, llc_keys).items()
+    }
     clock.lap("signals")
-    slope = _loss_slope(steps, loss)
-    signals["loss_slope"] = slope
-    signals_gauged["loss_slope"] = slope  # ε_g is gauge-invariant
 
     measured = jnp.where(event >= 0, event / n, jnp.inf)
     meta = {
@@ -728,11 +713,4 @@ def run(*, quick: bool, seeds: int | None = None, key=None) -> dict:
         "event_rate": float(jnp.mean(event >= 0)),
         "seconds": clock.laps,
     }
-    return {
-        "steps": np.asarray(steps),
-        "loss": np.asarray(loss),
-        "event_step": np.asarray(event),
-        "signals": {name: np.asarray(v) for name, v in signals.items()},
-        "signals_gauged": {name: np.asarray(v) for name, v in signals_gauged.items()},
-        "meta": meta,
-    }
+    return make_trace(steps, loss, event, signals, signals_gauged, meta)

@@ -6,14 +6,18 @@ dict): ``steps (C,)``, ``loss (S, C)``, ``event_step (S,)`` (``-1``: none),
 ``meta``. The curvature signals come from
 :func:`geomshock.diagnostics.quotient_curvature` and
 :func:`~geomshock.diagnostics.raw_curvature` (dense: the charts here are
-small), ``raw_norm`` is the Euclidean norm of the flattened parameters and
-``loss_slope`` the backward difference of ``log loss`` per step (causal: the
-value at a checkpoint uses only the past; ``0`` at the first one).
+small), ``raw_norm`` is the Euclidean norm of the flattened parameters,
+``llc`` the local learning coefficient by SGLD
+(:func:`~geomshock.diagnostics.local_learning_coefficient`, devinterp's
+estimator) and ``loss_slope`` the backward difference of ``log loss`` per step
+(causal: the value at a checkpoint uses only the past; ``0`` at the first
+one).
 ``signals_gauged`` recomputes every signal after a random ``chart.gauge`` of
 the parameters at that checkpoint (one key per seed and checkpoint).
 """
 
 import functools
+import math
 from collections.abc import Callable
 
 import jax
@@ -21,10 +25,15 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ..charts import TwoLayerReLUChart
-from ..diagnostics import quotient_curvature, raw_curvature
+from ..charts import CanonicalOrderChart, TwoLayerReLUChart
+from ..diagnostics import (
+    local_learning_coefficient,
+    quotient_curvature,
+    raw_curvature,
+)
 
 WIDTH = 12
+REGRESSION_POINTS = 32  # the regression's sample count: the LLC's nominal n
 
 
 @functools.cache
@@ -65,7 +74,7 @@ def observables_extra(chart, batch_name: str):
 
 
 def _two_layer_batch():
-    return jnp.linspace(-2.0, 2.0, 32)[:, None]
+    return jnp.linspace(-2.0, 2.0, REGRESSION_POINTS)[:, None]
 
 
 def _block_batch():
@@ -88,12 +97,60 @@ def init_two_layer(key, scale: float):
 QUOTIENT_SIGNALS = ("quotient_min_eig", "quotient_max_eig", "quotient_laplacian")
 RAW_SIGNALS = ("raw_min_eig", "raw_max_eig", "raw_norm")
 
+# The LLC baseline (devinterp's SGLD estimator): chains, steps and localisation
+# γ; the step size is half the Euler stability limit of the stiffest direction,
+# ε = 0.5 / (nβ·max(λ_max, 0) + γ), λ_max the raw top Hessian eigenvalue there.
+LLC_CHAINS = 4
+LLC_STEPS = 100
+LLC_LOCALIZATION = 100.0
 
-def curvature_signals(loss: Callable, chart, params) -> dict[str, jax.Array]:
-    """Quotient and raw curvature signals and the raw norm at one point."""
-    quotient = quotient_curvature(loss, chart, params, method="dense")
-    raw = raw_curvature(loss, params, method="dense")
-    return {
+
+def llc_signal(loss: Callable, params, key, *, n: int, sharpness) -> jax.Array:
+    """The local learning coefficient at ``params`` (nominal ``n`` samples,
+    ``β = 1/log n``), with the step size set from ``sharpness`` (see above)."""
+    n_beta = n / math.log(n)
+    step = 0.5 / (n_beta * jnp.maximum(sharpness, 0.0) + LLC_LOCALIZATION)
+    out = local_learning_coefficient(
+        loss,
+        params,
+        key,
+        n=n,
+        num_chains=LLC_CHAINS,
+        num_steps=LLC_STEPS,
+        step_size=step,
+        localization=LLC_LOCALIZATION,
+    )
+    return out["llc"]
+
+
+def curvature_signals(
+    loss: Callable,
+    chart,
+    params,
+    key=None,
+    *,
+    llc_n: int | None = None,
+    raw_method: str = "dense",
+    raw_krylov: int | None = None,
+) -> dict[str, jax.Array]:
+    """Quotient and raw curvature signals, the raw norm and (with ``llc_n``,
+    the nominal sample count, and a ``key``) the LLC at one point.
+
+    For a :class:`~geomshock.charts.CanonicalOrderChart` the quotient
+    curvature is that of its inner chart at the canonically ordered
+    representative ``lift(project(θ))``: the same numbers as
+    ``quotient_curvature(loss, chart, θ)`` (same lift and metric at ordered
+    points; checked by the tests), without differentiating through the sort.
+    ``raw_method``/``raw_krylov`` select the raw curvature's method and Krylov
+    depth.
+    """
+    inner, rep = chart, params
+    if isinstance(chart, CanonicalOrderChart):
+        inner = chart.chart
+        rep = inner.lift(chart.project(params))
+    quotient = quotient_curvature(loss, inner, rep, method="dense")
+    raw = raw_curvature(loss, params, method=raw_method, num_lanczos=raw_krylov)
+    out = {
         "quotient_min_eig": quotient["min_eig"],
         "quotient_max_eig": quotient["max_eig"],
         "quotient_laplacian": quotient["laplacian"],
@@ -101,18 +158,22 @@ def curvature_signals(loss: Callable, chart, params) -> dict[str, jax.Array]:
         "raw_max_eig": raw["max_eig"],
         "raw_norm": jnp.linalg.norm(ravel_pytree(params)[0]),
     }
+    if llc_n is not None:
+        out["llc"] = llc_signal(loss, params, key, n=llc_n, sharpness=raw["max_eig"])
+    return out
 
 
 CHUNK = 8  # points per compiled call: one compilation serves runs of any size
 
 
 @functools.cache
-def _compiled(loss: Callable, chart, gauge_scale: float, extra):
+def _compiled(loss: Callable, chart, gauge_scale: float, extra, llc_n):
     def point(p, k):
-        moved = chart.gauge(p, k, gauge_scale)
+        k_gauge, k_llc = jax.random.split(k)
+        moved = chart.gauge(p, k_gauge, gauge_scale)
         out = []
         for theta in (p, moved):
-            values = curvature_signals(loss, chart, theta)
+            values = curvature_signals(loss, chart, theta, k_llc, llc_n=llc_n)
             values["q"] = chart.project(theta)
             if extra is not None:
                 values.update(extra(theta))
@@ -123,7 +184,7 @@ def _compiled(loss: Callable, chart, gauge_scale: float, extra):
 
 
 def signals_at_checkpoints(
-    loss: Callable, chart, params, key, *, gauge_scale: float, extra=None
+    loss: Callable, chart, params, key, *, gauge_scale: float, extra=None, llc_n=None
 ):
     """``(signals, signals_gauged)`` for params stacked as ``(S, C, ...)``.
 
@@ -131,8 +192,10 @@ def signals_at_checkpoints(
     (cached per ``loss``, ``chart``, ``gauge_scale``, ``extra``: pass the same
     objects to share it between runs). Besides the signals, ``"q"`` holds the
     quotient coordinates ``chart.project``; ``extra(params) -> dict`` adds
-    more per-point values (quotient observables). :func:`make_trace` keeps
-    only the scalar signals.
+    more per-point values (quotient observables); ``llc_n`` (the nominal
+    sample count) adds the ``"llc"`` baseline, with the same SGLD key at a
+    point and at its gauged copy. :func:`make_trace` keeps only the scalar
+    signals.
     """
     leaves = jax.tree_util.tree_leaves(params)
     shape = leaves[0].shape[:2]
@@ -146,7 +209,7 @@ def signals_at_checkpoints(
         params,
     )
     keys = jax.random.split(key, padded)
-    fn = _compiled(loss, chart, gauge_scale, extra)
+    fn = _compiled(loss, chart, gauge_scale, extra, llc_n)
     parts = [
         fn(
             jax.tree_util.tree_map(lambda x, i=i: x[i : i + CHUNK], flat),

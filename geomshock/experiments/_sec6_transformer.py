@@ -28,7 +28,9 @@ loss on the chart of the attention parameters modulo per-head
 ``MultiHeadAttentionChart``, evaluated at the canonically ordered
 representative; permutations act by isometries, so the spectrum does not
 depend on the order), raw curvature of the same loss (Euclidean Hessian of the
-raw parameters), the raw norm and the loss slope (backward difference). The
+raw parameters), the raw norm, the LLC baseline (SGLD, nominal ``n`` = the
+evaluation batch) and the loss slope (backward difference of ``log loss``,
+:func:`~geomshock.experiments._sec6_signals.make_trace`). The
 gauge is ``CanonicalOrderChart.gauge``: a random head permutation and a random
 ``GL`` element per head (same network function). ``GL`` is not orthogonal, so
 raw norms and raw Hessian eigenvalues move under it, the quotient ones do not.
@@ -43,13 +45,16 @@ import optax
 
 from .._checks import positive_int
 from ..charts import CanonicalOrderChart, MultiHeadAttentionChart
-from ..diagnostics import quotient_curvature, raw_curvature
+from ._sec6_signals import curvature_signals, make_trace
 
 # The dense quotient curvature costs ~0.45 s per point on the loaded 2-core
 # machine (Christoffel symbols by autodiff through the balanced-SVD lift), so
 # the signal budget is seeds × checkpoints × 2 (gauged) points.
-_QUICK = {"steps": 400, "checkpoints": 8, "seeds": 8}
-_FULL = {"steps": 800, "checkpoints": 16, "seeds": 32}
+# Checkpoints every 25 steps and a forecast window of 3 of them (75 steps):
+# the events come at ~190-230 steps, so the early checkpoints are negatives.
+_QUICK = {"steps": 300, "checkpoints": 12, "seeds": 6}
+_FULL = {"steps": 600, "checkpoints": 24, "seeds": 32}
+_WINDOW_CHECKPOINTS = 3
 _CONTENT, _LENGTH, _HEADS, _D_K = 2, 6, 1, 1
 _D_V = _CONTENT
 _TARGET = 2
@@ -164,31 +169,21 @@ def event_step(losses, threshold, window: int = _WINDOW):
     return jnp.where(jnp.any(below), jnp.argmax(below) + window, -1)
 
 
-def _signals(chart, x, y, params):
-    inner = chart.chart
-
+def _signals(chart, x, y, params, key):
     def loss(p):
-        return batch_loss(inner, p, x, y)
+        return batch_loss(chart.chart, p, x, y)
 
-    rep = inner.lift(chart.project(params))
-    quo = quotient_curvature(loss, inner, rep, method="dense")
-    raw = raw_curvature(loss, params, method="dense")
-    flat = jnp.concatenate([v.reshape(-1) for v in jax.tree_util.tree_leaves(params)])
-    return {
-        "quotient_min_eig": quo["min_eig"],
-        "quotient_laplacian": quo["laplacian"],
-        "raw_min_eig": raw["min_eig"],
-        "raw_max_eig": raw["max_eig"],
-        "raw_norm": jnp.linalg.norm(flat),
-        "loss": loss(params),
-    }
+    out = curvature_signals(loss, chart, params, key, llc_n=_EVAL_BATCH)
+    return out | {"loss": loss(params)}
 
 
 def run(*, quick: bool, seeds: int | None = None, key=None) -> dict:
     """The transformer experiment as a Sec. 6 Trace (see the module docstring).
 
-    ``quick``: 400 steps, 8 checkpoints, 8 seeds by default; full: 800 steps,
-    16 checkpoints, 32 seeds (vmapped). ``key`` defaults to ``PRNGKey(0)``.
+    ``quick``: 300 steps, 12 checkpoints, 6 seeds by default; full: 600 steps,
+    24 checkpoints, 32 seeds (vmapped). The forecast window
+    (``meta["window"]``) is 3 checkpoint intervals, 75 steps. ``key`` defaults
+    to ``PRNGKey(0)``.
 
     Example:
         >>> import jax
@@ -213,26 +208,23 @@ def run(*, quick: bool, seeds: int | None = None, key=None) -> dict:
     x, y = sample_batch(k_eval, _EVAL_BATCH)
     flat = jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[2:]), saved)
     count = seeds * checkpoints
-    gauged = jax.jit(jax.vmap(chart.gauge))(flat, jax.random.split(k_gauge, count))
+    k_move, k_llc = jax.random.split(k_gauge)
+    gauged = jax.jit(jax.vmap(chart.gauge))(flat, jax.random.split(k_move, count))
     sig = jax.jit(
-        lambda ps: jax.lax.map(lambda p: _signals(chart, x, y, p), ps, batch_size=4)
+        lambda ps, ks: jax.lax.map(
+            lambda a: _signals(chart, x, y, *a), (ps, ks), batch_size=4
+        )
     )
     both = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), flat, gauged)
+    llc_keys = jax.random.split(k_llc, count)  # the same at a gauged point
     values = {
-        k: np.asarray(v).reshape(2, seeds, checkpoints) for k, v in sig(both).items()
+        k: np.asarray(v).reshape(2, seeds, checkpoints)
+        for k, v in sig(both, jnp.concatenate([llc_keys, llc_keys])).items()
     }
     laps["signals"] = round(time.perf_counter() - t0 - laps["train"], 2)
 
     steps = every * (1 + np.arange(checkpoints))
     loss = values.pop("loss")
-    slope = np.concatenate(
-        [np.zeros((seeds, 1)), np.diff(loss[0], axis=-1) / np.diff(steps)], axis=-1
-    )
-    signals = {k: v[0] for k, v in values.items()} | {"loss_slope": slope}
-    slope_g = np.concatenate(
-        [np.zeros((seeds, 1)), np.diff(loss[1], axis=-1) / np.diff(steps)], axis=-1
-    )
-    signals_gauged = {k: v[1] for k, v in values.items()} | {"loss_slope": slope_g}
     events = np.asarray(events)
     meta = {
         "experiment": "transformer",
@@ -248,6 +240,7 @@ def run(*, quick: bool, seeds: int | None = None, key=None) -> dict:
         "batch": _BATCH,
         "steps": steps_total,
         "checkpoint_every": every,
+        "window": _WINDOW_CHECKPOINTS * every,
         "seeds": seeds,
         "loss": f"loss on a fixed evaluation batch of {_EVAL_BATCH} sequences",
         "plateau_value": plateau_value(),
@@ -263,11 +256,6 @@ def run(*, quick: bool, seeds: int | None = None, key=None) -> dict:
         "event_step_median": float(np.median(np.where(events >= 0, events, np.inf))),
         "seconds": laps,
     }
-    return {
-        "steps": steps,
-        "loss": loss[0],
-        "event_step": events,
-        "signals": signals,
-        "signals_gauged": signals_gauged,
-        "meta": meta,
-    }
+    signals = {k: v[0] for k, v in values.items()}
+    signals_gauged = {k: v[1] for k, v in values.items()}
+    return make_trace(steps, loss[0], events, signals, signals_gauged, meta)

@@ -8,11 +8,20 @@ from numpy.polynomial.hermite_e import hermegauss
 from scipy.special import erf
 
 from geomshock.charts import quotient_metric
+from geomshock.diagnostics import quotient_curvature
 from geomshock.experiments import _sec6_plateau as sp
+from geomshock.experiments._sec6_signals import curvature_signals
 from tests._errors import raises_eager_and_jit
 from tests.experiments._traces import assert_well_formed
 
-SIGNALS = {"quotient_min_eig", "quotient_laplacian", "raw_min_eig", "raw_max_eig"}
+SIGNALS = {
+    "quotient_min_eig",
+    "quotient_max_eig",
+    "quotient_laplacian",
+    "raw_min_eig",
+    "raw_max_eig",
+    "llc",
+}
 
 
 def _gauss_nodes(cov, nodes=24):
@@ -190,6 +199,30 @@ def test_overlap_chart(chart_and_teacher):
     # vmap over params
     batch = jax.vmap(inner.project)({"w": jnp.stack([w, 2 * w])})
     np.testing.assert_allclose(batch[0], q, atol=1e-12)
+
+
+def test_ordered_representative_curvature_is_the_chart_curvature(chart_and_teacher):
+    """The experiments' shortcut (the inner chart's curvature at the ordered
+    representative) against ``quotient_curvature`` on the
+    ``CanonicalOrderChart`` itself, at an unordered generic point."""
+    chart, b = chart_and_teacher
+    w = jax.random.normal(jax.random.key(5), (3, 12))
+    (keys,) = chart.chart.permutation_keys(chart.chart.project({"w": w}))
+    assert not np.all(np.diff(np.asarray(keys)) > 0)  # not already ordered
+
+    def loss(p):
+        return sp._student_error(p["w"], b)
+
+    short, direct = jax.jit(
+        lambda p: (
+            curvature_signals(loss, chart, p),
+            quotient_curvature(loss, chart, p, method="dense"),
+        )
+    )({"w": w})
+    for name in ("min_eig", "max_eig", "laplacian"):
+        np.testing.assert_allclose(
+            short[f"quotient_{name}"], direct[name], rtol=1e-10, atol=1e-12
+        )
 
 
 def test_overlap_chart_off_stratum(chart_and_teacher):
