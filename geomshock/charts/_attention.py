@@ -9,7 +9,7 @@ from jaxtyping import Array
 from .._checks import positive_int, run_time_check
 from .._custom_types import Point
 from ._action import AbstractGroupAction, Params
-from ._chart import AbstractPermutableChart
+from ._chart import AbstractPermutableChart, check_inputs
 
 # Relative size below which a singular value / gap counts as zero.
 _RANK_RTOL = 1e-10
@@ -190,12 +190,7 @@ class MultiHeadAttentionChart(AbstractPermutableChart):
     def apply(self, params: Params, x: Array) -> Array:
         """Self-attention output for ``x`` of shape ``(..., T, d_model)``."""
         p = self.check_params(params)
-        x = jnp.asarray(x, dtype=jnp.result_type(float))
-        if x.ndim < 2 or x.shape[-1] != self.d_model:
-            raise ValueError(
-                "MultiHeadAttentionChart expects inputs of shape (..., T, "
-                f"{self.d_model}), got {x.shape}"
-            )
+        x = check_inputs(x, self.d_model, "MultiHeadAttentionChart", sequence=True)
         qh = jnp.einsum("...td,hdk->...htk", x, p["wq"])
         kh = jnp.einsum("...td,hdk->...htk", x, p["wk"])
         logits = jnp.einsum("...htk,...hsk->...hts", qh, kh) / jnp.sqrt(self.d_k)

@@ -102,6 +102,22 @@ class AbstractQuotientChart(eqx.Module):
         return self.action.act(params, self.action.random_element(key, scale))
 
 
+def check_inputs(x, features: int, owner: str, *, sequence: bool = False) -> Array:
+    """Network inputs ``x`` as a float array of shape ``(..., features)``
+    (``sequence=True``: ``(..., T, features)``); a ``ValueError`` naming the
+    expected shape otherwise. Integer inputs become the default float dtype,
+    float inputs keep theirs."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.result_type(float))
+    if x.ndim < (2 if sequence else 1) or x.shape[-1] != features:
+        shape = f"(..., T, {features})" if sequence else f"(..., {features})"
+        raise ValueError(
+            f"{owner} expects inputs of shape {shape}, got shape {x.shape}"
+        )
+    return x
+
+
 def check_structure(params, expected, owner: str):
     """``ValueError`` unless ``params`` matches ``expected`` in structure and shapes.
 

@@ -12,7 +12,7 @@ from jaxtyping import Array
 from .._custom_types import Point
 from ._action import AbstractRescalingAction, Params
 from ._balance import balance
-from ._chart import AbstractPermutableChart
+from ._chart import AbstractPermutableChart, check_inputs
 from ._sphere_coords import from_stereographic, normalize, to_stereographic
 
 
@@ -276,11 +276,7 @@ class ReLUMLPChart(_AbstractLayeredChart):
         return ()
 
     def _check_inputs(self, x):
-        if x.ndim < 1 or x.shape[-1] != self.layer_sizes[0]:
-            raise ValueError(
-                f"ReLUMLPChart expects inputs of shape (..., {self.layer_sizes[0]}), "
-                f"got shape {x.shape}"
-            )
+        return check_inputs(x, self.layer_sizes[0], "ReLUMLPChart")
 
     def _linear(self, x, layer):
         return x @ layer["W"].T + (layer["b"] if "b" in layer else 0)

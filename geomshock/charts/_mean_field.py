@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._chart import check_inputs
 from ._sphere_coords import normalize
 
 
@@ -104,12 +105,7 @@ class MeanFieldChart(eqx.Module):
     def apply(self, params, x: Array) -> Array:
         """``f(x)`` for inputs of shape ``(..., in_dim)``."""
         p = self._check(params)
-        x = jnp.asarray(x, dtype=jnp.result_type(float))
-        if x.ndim < 1 or x.shape[-1] != self.in_dim:
-            raise ValueError(
-                f"MeanFieldChart expects inputs of shape (..., {self.in_dim}), "
-                f"got shape {x.shape}"
-            )
+        x = check_inputs(x, self.in_dim, "MeanFieldChart")
         xt = jnp.concatenate([x, jnp.ones(x.shape[:-1] + (1,), x.dtype)], axis=-1)
         return jax.nn.relu(xt @ p["u"].T) @ p["a"] / p["a"].shape[0]
 

@@ -9,7 +9,7 @@ from .._checks import positive_int, positive_scalar
 from .._custom_types import Point
 from ._action import AbstractGroupAction, Params
 from ._attention import HeadGL, MultiHeadAttentionChart
-from ._chart import AbstractQuotientChart
+from ._chart import AbstractQuotientChart, check_inputs
 from ._layered import LayeredRescaling, ReLUMLPChart
 from ._product import EuclideanChart, ProductChart
 
@@ -229,12 +229,7 @@ class TransformerBlockChart(AbstractQuotientChart):
         """The branches' inputs and outputs: ``{"ln1": LN₁(X), "attn":
         Attn(LN₁(X)), "ln2": LN₂(H), "mlp": MLP(LN₂(H))}``."""
         p = self.check_params(params)
-        x = jnp.asarray(x, dtype=jnp.result_type(float))
-        if x.ndim < 2 or x.shape[-1] != self.d_model:
-            raise ValueError(
-                f"TransformerBlockChart expects inputs of shape (..., T, "
-                f"{self.d_model}), got {x.shape}"
-            )
+        x = check_inputs(x, self.d_model, "TransformerBlockChart", sequence=True)
 
         def ln(u, which):
             return p[which]["gain"] * _layer_norm(u, self.eps) + p[which]["bias"]

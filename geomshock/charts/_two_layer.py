@@ -9,7 +9,7 @@ from jaxtyping import Array, Float
 from .._checks import positive_int
 from .._custom_types import Point
 from ._action import AbstractRescalingAction, Params
-from ._chart import AbstractPermutableChart
+from ._chart import AbstractPermutableChart, check_inputs
 from ._sphere_coords import from_sphere_coords, normalize, to_sphere_coords
 
 
@@ -120,7 +120,7 @@ class TwoLayerReLUChart(AbstractPermutableChart):
     def apply(self, params: Params, x: Float[Array, "... in_dim"]) -> Array:
         """``f(x)`` for inputs of shape ``(..., in_dim)``; output shape ``(...)``."""
         p = self.check_params(params)
-        x = _check_inputs(x, self.in_dim, "TwoLayerReLUChart")
+        x = check_inputs(x, self.in_dim, "TwoLayerReLUChart")
         xt = jnp.concatenate([x, jnp.ones(x.shape[:-1] + (1,), x.dtype)], axis=-1)
         return jax.nn.relu(xt @ p["u"].T) @ p["a"] + p["c"]
 
@@ -146,14 +146,3 @@ def _nonzero_gamma(gamma):
         "γ_j = a_j‖u_j‖ = 0: a unit with zero output weight is on the boundary "
         "of the regular stratum (the quotient metric 1/(2|γ_j|) blows up)",
     )
-
-
-def _check_inputs(x, in_dim: int, owner: str):
-    x = jnp.asarray(x)
-    if x.ndim < 1 or x.shape[-1] != in_dim:
-        raise ValueError(
-            f"{owner} expects inputs of shape (..., {in_dim}), got shape {x.shape}"
-        )
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
-    return x
