@@ -2,6 +2,19 @@
 
 import numpy as np
 
+# What ``_sec6_signals.curvature_signals`` (with the LLC) gives besides the raw
+# norm, and the loss slope ``make_trace`` adds.
+CURVATURE_SIGNALS = frozenset(
+    {
+        "quotient_min_eig",
+        "quotient_max_eig",
+        "quotient_laplacian",
+        "raw_min_eig",
+        "raw_max_eig",
+        "llc",
+    }
+)
+
 
 def assert_well_formed(trace, signal_names):
     """Shapes, increasing steps, integer events on most seeds, finite signals

@@ -12,16 +12,9 @@ from geomshock.diagnostics import quotient_curvature
 from geomshock.experiments import _sec6_plateau as sp
 from geomshock.experiments._sec6_signals import curvature_signals
 from tests._errors import raises_eager_and_jit
-from tests.experiments._traces import assert_well_formed
+from tests.experiments._traces import CURVATURE_SIGNALS, assert_well_formed
 
-SIGNALS = {
-    "quotient_min_eig",
-    "quotient_max_eig",
-    "quotient_laplacian",
-    "raw_min_eig",
-    "raw_max_eig",
-    "llc",
-}
+SIGNALS = CURVATURE_SIGNALS
 
 
 def _gauss_nodes(cov, nodes=24):

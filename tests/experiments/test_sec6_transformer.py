@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from geomshock.experiments import _sec6_transformer as st
-from tests.experiments._traces import assert_well_formed
+from tests.experiments._traces import CURVATURE_SIGNALS, assert_well_formed
 
 
 def test_plateau_value_is_the_uniform_attention_optimum():
@@ -55,15 +55,7 @@ def trace():
 
 
 def test_quick_trace(trace):
-    names = {
-        "quotient_min_eig",
-        "quotient_max_eig",
-        "quotient_laplacian",
-        "raw_min_eig",
-        "raw_max_eig",
-        "llc",
-    }
-    steps, loss, event = assert_well_formed(trace, names)
+    steps, loss, event = assert_well_formed(trace, CURVATURE_SIGNALS)
     # the transition is abrupt: near the plateau before, far below it after
     eps_p = trace["meta"]["plateau_value"]
     assert np.all(loss[:, 0] > 0.8 * eps_p)
