@@ -125,7 +125,10 @@ def test_periodic_shock_is_symmetric():
 
 
 def test_vmap_over_tau_equals_loop():
-    x = jnp.linspace(-2.0, 2.0, 9)
+    # Off x = 0: after the shock time the symmetric data has its shock there,
+    # where the two minimisers tie and either one-sided state is the answer
+    # (which one is picked then depends on rounding, e.g. XLA's settings).
+    x = jnp.linspace(-2.0, 2.0, 9) + 0.05
     taus = jnp.array([0.0, 0.5, 1.3, 3.0])
     batched = jax.jit(jax.vmap(lambda t: entropy_solution(gaussian, t, x, nodes=NODES)))
     out = batched(taus)
