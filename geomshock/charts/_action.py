@@ -203,7 +203,7 @@ def default_projection_solver(algebra_dim: int) -> lx.AbstractLinearSolver:
 def _gram_projector(action: AbstractGroupAction, params: Params):
     """``w ↦ P_H w`` with the checked correlation matrix factored once."""
     flat_orbit, xi0 = _flat_orbit(action, params)
-    size = flat_orbit(xi0).shape[0]
+    size = jax.eval_shape(flat_orbit, xi0).shape[0]
     k = xi0.shape[0]
     if size * k <= _DENSE_TANGENTS_MAX:
         tangents = jax.jacfwd(flat_orbit)(xi0)

@@ -72,9 +72,11 @@ class Monitor(eqx.Module):
       eigensolve. Affordable for ``dim, D ≲ 200`` (the default picks dense
       there);
     - ``method="lanczos"``: quotient ``2k + p`` covariant HVPs (each an HVP of
-      ``U`` plus two jvps and a vjp of the metric operator) and as many CG
-      solves with the chart's ``metric_operator`` (each solve a few tens of
-      metric matvecs at the default tolerance); raw ``2k + p`` HVPs. With the
+      ``U`` plus a linearisation of the metric operator and its transpose) and
+      as many Jacobi-preconditioned CG solves with the chart's
+      ``metric_operator`` (measured: 146 metric products per solve on a ReLU
+      MLP of dim 12 353, after 40 for the diagonal estimate); raw ``2k + p``
+      HVPs. With the
       defaults ``k = 20``, ``p = 8``: 48 + 48 HVPs and 48 CG solves.
       ``num_probes=None`` computes the Laplacians exactly instead (``dim`` and
       ``D`` more products).

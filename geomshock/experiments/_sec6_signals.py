@@ -5,8 +5,9 @@ dict): ``steps (C,)``, ``loss (S, C)``, ``event_step (S,)`` (``-1``: none),
 ``signals`` and ``signals_gauged`` ``{name: (S, C)}`` and a JSON-able
 ``meta``. The curvature signals come from
 :func:`geomshock.diagnostics.quotient_curvature` and
-:func:`~geomshock.diagnostics.raw_curvature` (dense: the charts here are
-small), ``raw_norm`` is the Euclidean norm of the flattened parameters,
+:func:`~geomshock.diagnostics.raw_curvature` (quotient dense: the charts
+here are small; raw dense unless a run asks for lanczos), ``raw_norm`` is
+the Euclidean norm of the flattened parameters,
 ``llc`` the local learning coefficient by SGLD
 (:func:`~geomshock.diagnostics.local_learning_coefficient`, devinterp's
 estimator) and ``loss_slope`` the backward difference of ``log loss`` per step

@@ -57,9 +57,9 @@ from .._checks import positive_int
 from ..charts import CanonicalOrderChart, MultiHeadAttentionChart
 from ._sec6_signals import curvature_signals, make_trace
 
-# The dense quotient curvature costs ~0.45 s per point on the loaded 2-core
-# machine (Christoffel symbols by autodiff through the balanced-SVD lift), so
-# the signal budget is seeds × checkpoints × 2 (gauged) points.
+# Per point (measured on the loaded 2-core machine): dense quotient curvature
+# ~0.08 s (Christoffel symbols by autodiff through the balanced-SVD lift), the
+# LLC ~0.16 s; the signal budget is seeds × checkpoints × 2 (gauged) points.
 # Checkpoints every 25 steps and a forecast window of 3 of them (75 steps):
 # the events come at ~190-230 steps, so the early checkpoints are negatives.
 _QUICK = {"steps": 300, "checkpoints": 12, "seeds": 6}
