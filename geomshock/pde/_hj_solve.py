@@ -3,6 +3,7 @@
 from collections.abc import Callable, Sequence
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -75,36 +76,32 @@ def _symmetric_metric(g: Array, flat: Array) -> Array:
     return g
 
 
-class _ChartOperator:
+@eqx.filter_jit
+def _at_nodes(fn: Callable, points: Array) -> Array:
+    """``fn`` at every node: one compiled ``vmap`` per function (and shape)."""
+    return jax.vmap(fn)(points)
+
+
+@eqx.filter_jit
+def _inverse_and_contracted(metric: MetricFn, points: Array) -> tuple[Array, Array]:
+    """``g^{-1}`` and ``g^{ij} Γ^k_ij`` at the nodes, by autodiff of ``metric``."""
+    g_inv = jax.vmap(inverse_metric(metric))(points)
+    gamma = jax.vmap(christoffel(metric))(points)
+    return g_inv, jnp.einsum("pij,pkij->pk", g_inv, gamma)
+
+
+class _ChartOperator(eqx.Module):
     """``Δ_g`` and ``|grad ·|²_g`` on the grid, geometry precomputed at the nodes.
 
     ``Δu = g^{ij} ∂_ij u − g^{ij} Γ^k_ij ∂_k u`` with ``g^{-1}`` and ``Γ`` from
-    autodiff of ``metric`` (geomshock.geometry); ``∂u`` spectral per axis. The
-    geometry is formed in the default float and cast to the state's ``dtype``.
+    autodiff of the metric (geomshock.geometry); ``∂u`` spectral per axis.
+    Built by :func:`_chart_operator`; a Module holding arrays, so the time
+    stepper compiled for one metric is reused for another on the same grid.
     """
 
-    def __init__(self, metric: MetricFn, grid, dtype):
-        self.grid = grid
-        points = grid_points(grid)
-        dim = len(grid)
-        out = jax.eval_shape(metric, points.reshape(-1, dim)[0])
-        if getattr(out, "shape", None) != (dim, dim):
-            raise ValueError(
-                f"metric must map a chart point of shape ({dim},) (one coordinate "
-                f"per grid axis) to shape ({dim}, {dim}); "
-                f"got {getattr(out, 'shape', None)}"
-            )
-        flat = points.reshape(-1, dim)
-        g = _checks.finite_array(jax.vmap(metric)(flat), "metric on the grid")
-        g = _symmetric_metric(g, flat)
-        g_inv = _checks.tie(jax.vmap(inverse_metric(metric))(flat), g)
-        gamma = jax.vmap(christoffel(metric))(flat)
-        shape = points.shape[:-1]
-        self.g_inv = g_inv.reshape(*shape, dim, dim).astype(dtype)
-        self.contracted = (
-            jnp.einsum("pij,pkij->pk", g_inv, gamma).reshape(*shape, dim).astype(dtype)
-        )
-        self.shape = shape
+    grid: tuple[AbstractSpectralAxis, ...]
+    g_inv: Array
+    contracted: Array
 
     def derivatives(self, u):
         first = [axis.derivative(u, i, 1) for i, axis in enumerate(self.grid)]
@@ -127,18 +124,43 @@ class _ChartOperator:
         return lap, grad_sq
 
 
+def _chart_operator(metric: MetricFn, grid, dtype) -> _ChartOperator:
+    """The geometry of ``metric`` at the nodes, formed in the default float and
+    cast to the state's ``dtype``; the metric values are checked (finite,
+    symmetric) before ``g^{-1}`` and ``Γ`` are formed from them."""
+    points = grid_points(grid)
+    dim = len(grid)
+    flat = points.reshape(-1, dim)
+    # The shape is checked on the values (no separate eval_shape trace per call).
+    g = _at_nodes(metric, flat)
+    if g.shape[1:] != (dim, dim):
+        raise ValueError(
+            f"metric must map a chart point of shape ({dim},) (one coordinate "
+            f"per grid axis) to shape ({dim}, {dim}); got {g.shape[1:]}"
+        )
+    g = _checks.finite_array(g, "metric on the grid")
+    g = _symmetric_metric(g, flat)
+    g_inv, contracted = _inverse_and_contracted(metric, flat)
+    shape = points.shape[:-1]
+    return _ChartOperator(
+        grid=grid,
+        g_inv=_checks.tie(g_inv, g).reshape(*shape, dim, dim).astype(dtype),
+        contracted=contracted.reshape(*shape, dim).astype(dtype),
+    )
+
+
 def _initial_values(U, grid, name: str) -> Array:
     """``U`` on the grid (called at the nodes, or given as values): finite."""
     shape = tuple(axis.n for axis in grid)
     if callable(U):
         points = grid_points(grid).reshape(-1, len(grid))
-        out = jax.eval_shape(U, points[0])
-        if getattr(out, "shape", None) != ():
+        values = _at_nodes(U, points)
+        if values.shape[1:] != ():
             raise ValueError(
                 f"{name} must map a chart point to a scalar; it returned shape "
-                f"{getattr(out, 'shape', None)}"
+                f"{values.shape[1:]}"
             )
-        values = jax.vmap(U)(points).reshape(shape)
+        values = values.reshape(shape)
     else:
         values = _checks.check_float_dtype(U, name)
         if values.shape != shape:
@@ -149,27 +171,34 @@ def _initial_values(U, grid, name: str) -> Array:
     return _checks.finite_array(values, name)
 
 
-def _solve(U, metric, nu, taus, grid, vector_field, options, name):
+class _ChartVectorField(eqx.Module):
+    """``(ν/2) Δ_g u − ½|grad u|²_g`` (``hj``) or ``(ν/2) Δ_g w`` (heat).
+
+    A Module holding the geometry and ν, not a closure: diffrax's compiled
+    solve is reused for a new ν, new data or a new metric on the same grid.
+    """
+
+    op: _ChartOperator
+    nu: Array
+    hj: bool = eqx.field(static=True)
+
+    def __call__(self, t, u, args):
+        lap, grad_sq = self.op.laplacian_and_grad_sq(u)
+        field = 0.5 * self.nu * lap
+        return field - 0.5 * grad_sq if self.hj else field
+
+
+def _solve(U, metric, nu, taus, grid, hj, options, name):
     grid = _check_grid(grid)
     u0 = _initial_values(U, grid, name)
     dtype = u0.dtype
     nu = check_nu(nu, dtype)
     taus = check_taus(taus, dtype)
-    op = _ChartOperator(metric, grid, dtype)
-    term = diffrax.ODETerm(lambda t, u, args: vector_field(op, u, nu))
+    op = _chart_operator(metric, grid, dtype)
+    term = diffrax.ODETerm(_ChartVectorField(op, nu, hj))
     solver = options.pop("solver", None)
     solver = diffrax.Tsit5() if solver is None else solver
     return integrate(term, u0, taus, solver=solver, grid=grid, **options)
-
-
-def _hj_field(op, u, nu):
-    lap, grad_sq = op.laplacian_and_grad_sq(u)
-    return 0.5 * nu * lap - 0.5 * grad_sq
-
-
-def _heat_field(op, w, nu):
-    lap, _ = op.laplacian_and_grad_sq(w)
-    return 0.5 * nu * lap
 
 
 def solve_hj(
@@ -225,6 +254,18 @@ def solve_hj(
     Supports ``jit``, ``vmap`` over ``nu`` and grid values of ``U``, and
     ``grad`` in ``nu``, ``U`` and parameters of ``metric``.
 
+    Eager calls are cheap after the first: the checks run now, on the known
+    values; the metric's geometry at the nodes (and ``U`` there, when it is a
+    function) is a compiled ``vmap`` cached per function object, and the time
+    stepping one cached ``eqx.filter_jit`` computation in which ν, the data
+    and the geometry are traced. A new ν, new grid values of ``U`` or new
+    ``taus`` of the same shapes reuse everything; the same ``metric`` and
+    ``U`` *objects* (a module-level function, a chart's bound ``metric``)
+    reuse their node evaluations. A new Python function (a fresh ``lambda``
+    per call) compiles its node evaluation again, about 0.1 s for a small
+    metric, but not the time stepper. New grids, shapes, dtypes, solvers or
+    solver options compile again.
+
     Example:
         >>> import jax.numpy as jnp
         >>> from geomshock.pde import PeriodicAxis
@@ -234,7 +275,7 @@ def solve_hj(
         >>> u.shape
         (2, 16)
     """
-    return _solve(U, metric, nu, taus, grid, _hj_field, solver_options, "U")
+    return _solve(U, metric, nu, taus, grid, True, solver_options, "U")
 
 
 def solve_heat(W, metric: MetricFn, nu, taus, grid, **solver_options) -> Array:
@@ -252,4 +293,4 @@ def solve_heat(W, metric: MetricFn, nu, taus, grid, **solver_options) -> Array:
         >>> round(float(w[0, 0]), 6)  # e^{-ντ/2} cos 0
         0.367879
     """
-    return _solve(W, metric, nu, taus, grid, _heat_field, solver_options, "W")
+    return _solve(W, metric, nu, taus, grid, False, solver_options, "W")

@@ -68,18 +68,37 @@ class PseudoSpectral(AbstractBurgersDiscretization):
         keep = m <= self.dealias * n / 2
         if n % 2 == 0:
             keep = keep & (m < n // 2)
-        ik = jnp.where(keep, 1j * k, 0.0)
-        mask = keep.astype(k.dtype)
         half_nu = 0.5 * nu
+        flux = _SpectralFlux(
+            k=jnp.where(keep, k, 0.0),
+            mask=keep.astype(k.dtype),
+            half_nu=half_nu,
+            kappa_grid=kappa_grid,
+            n=n,
+        )
+        return SplitSpectralTerm(-half_nu * k * k, flux, n)
 
-        def nonlinear_hat(t, v_hat, args):
-            v = jnp.fft.irfft(v_hat * mask, n=n)
-            flux = -0.5 * v * v
-            if kappa_grid is not None:
-                flux = flux + half_nu * kappa_grid * v
-            return ik * jnp.fft.rfft(flux)
 
-        return SplitSpectralTerm(-half_nu * k * k, nonlinear_hat, n)
+class _SpectralFlux(eqx.Module):
+    """``N̂(t, v̂) = i k F[(ν/2) κ v − v²/2]`` from dealiased modes.
+
+    A Module holding arrays (not a closure), so that a new ν or κ reuses the
+    compiled solver instead of tracing a new function. ``k`` holds the kept
+    wavenumbers (0 for dropped modes), real: diffrax warns on complex leaves.
+    """
+
+    k: Array
+    mask: Array
+    half_nu: Array
+    kappa_grid: Array | None
+    n: int = eqx.field(static=True)
+
+    def __call__(self, t, v_hat, args):
+        v = jnp.fft.irfft(v_hat * self.mask, n=self.n)
+        flux = -0.5 * v * v
+        if self.kappa_grid is not None:
+            flux = flux + self.half_nu * self.kappa_grid * v
+        return (1j * self.k) * jnp.fft.rfft(flux)
 
 
 class FiniteDifference(AbstractBurgersDiscretization):
@@ -93,16 +112,22 @@ class FiniteDifference(AbstractBurgersDiscretization):
     min_layer_cells: float = 4.0
 
     def term(self, nu, kappa_grid, n, period):
-        h = period / n
-        half_nu = 0.5 * nu
+        return diffrax.ODETerm(_FiniteDifferenceField(period / n, 0.5 * nu, kappa_grid))
 
-        def rhs(t, v, args):
-            flux = -0.5 * v * v
-            if kappa_grid is not None:
-                flux = flux + half_nu * kappa_grid * v
-            right, left = jnp.roll(v, -1), jnp.roll(v, 1)
-            diffusion = (right - 2.0 * v + left) / (h * h)
-            advection = (jnp.roll(flux, -1) - jnp.roll(flux, 1)) / (2.0 * h)
-            return half_nu * diffusion + advection
 
-        return diffrax.ODETerm(rhs)
+class _FiniteDifferenceField(eqx.Module):
+    """The central-difference right-hand side (a Module: see ``_SpectralFlux``)."""
+
+    h: float = eqx.field(static=True)
+    half_nu: Array
+    kappa_grid: Array | None
+
+    def __call__(self, t, v, args):
+        h = self.h
+        flux = -0.5 * v * v
+        if self.kappa_grid is not None:
+            flux = flux + self.half_nu * self.kappa_grid * v
+        right, left = jnp.roll(v, -1), jnp.roll(v, 1)
+        diffusion = (right - 2.0 * v + left) / (h * h)
+        advection = (jnp.roll(flux, -1) - jnp.roll(flux, 1)) / (2.0 * h)
+        return self.half_nu * diffusion + advection

@@ -133,12 +133,51 @@ def integrate(
     ``taus[-1] = 0`` returns copies of ``y0``. Returns the array of values, or
     a :class:`PDESolution` with ``return_solution=True`` (``return_stats=True``
     is a deprecated alias returning ``(values, diffrax stats)``).
+
+    Options are checked here, eagerly; the solve itself is one
+    ``eqx.filter_jit`` computation, compiled once per *static* configuration:
+    array leaves of ``term``, ``y0``, ``taus``, ``args``, ``dt0`` and the
+    controller (ν, κ on the grid, tolerances, the data) are traced, so new
+    values of the same shape and dtype reuse it. Recompiles on new shapes or
+    dtypes, another solver, controller type, adjoint, ``max_steps`` or other
+    static option, or a new Python function object inside ``term`` (build
+    terms from Modules holding arrays, not closures).
     """
     dtype = y0.dtype
     max_steps = _checks.positive_int(max_steps, "max_steps")
     if dt0 is not None:
         dt0 = _checks.positive_scalar(dt0, "dt0", dtype=dtype, hint="")
     controller = _controller(stepsize_controller, rtol, atol, taus, dtype)
+    if adjoint is None:
+        adjoint = diffrax.RecursiveCheckpointAdjoint()
+    ys, stats, counts = _solve(
+        term, solver, y0, taus, args, dt0, max_steps, controller, adjoint,
+        diffeqsolve_options,
+    )  # fmt: skip
+    if return_stats:
+        warnings.warn(
+            "return_stats=True is deprecated: use return_solution=True, which "
+            "returns a PDESolution (values, taus, num_steps, num_rejected_steps, "
+            "grid)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return ys, stats
+    if not return_solution:
+        return ys
+    return PDESolution(
+        values=ys,
+        taus=taus,
+        num_steps=counts[0],
+        num_rejected_steps=counts[1],
+        grid=grid,
+    )
+
+
+@eqx.filter_jit
+def _solve(term, solver, y0, taus, args, dt0, max_steps, controller, adjoint, options):
+    """The diffrax solve, the degenerate-interval fix-up and the output check;
+    returns the values, diffrax's stats and the step counts (0 when degenerate)."""
     # A zero-length interval is replaced by a unit one that saves only at 0.
     t1 = taus[-1]
     degenerate = t1 <= 0
@@ -154,8 +193,8 @@ def integrate(
         saveat=diffrax.SaveAt(ts=taus),
         stepsize_controller=controller,
         max_steps=max_steps,
-        adjoint=diffrax.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
-        **diffeqsolve_options,
+        adjoint=adjoint,
+        **options,
     )
     ys = jnp.where(degenerate, jnp.broadcast_to(y0, sol.ys.shape), sol.ys)
     ys = _checks.run_time_check(
@@ -164,25 +203,11 @@ def integrate(
         "time-stepper produced non-finite values: the solution is not resolved "
         "(increase the grid, the viscosity or tighten the tolerances)",
     )
-    if return_stats:
-        warnings.warn(
-            "return_stats=True is deprecated: use return_solution=True, which "
-            "returns a PDESolution (values, taus, num_steps, num_rejected_steps, "
-            "grid)",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        return ys, sol.stats
-    if not return_solution:
-        return ys
-    zero = jnp.zeros_like(sol.stats["num_steps"])
-    return PDESolution(
-        values=ys,
-        taus=taus,
-        num_steps=jnp.where(degenerate, zero, sol.stats["num_steps"]),
-        num_rejected_steps=jnp.where(degenerate, zero, sol.stats["num_rejected_steps"]),
-        grid=grid,
+    counts = tuple(
+        jnp.where(degenerate, jnp.zeros_like(sol.stats[name]), sol.stats[name])
+        for name in ("num_steps", "num_rejected_steps")
     )
+    return ys, sol.stats, counts
 
 
 def check_nu(nu, dtype=None) -> Array:

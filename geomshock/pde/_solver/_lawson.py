@@ -50,15 +50,29 @@ class SplitSpectralTerm(diffrax.AbstractTerm):
 
     def split(self) -> tuple[diffrax.ODETerm, diffrax.ODETerm]:
         """``(explicit nonlinear, implicit linear)`` terms for diffrax IMEX solvers."""
-        n = self.n
+        return (
+            diffrax.ODETerm(_SpectralPart(self, linear=False)),
+            diffrax.ODETerm(_SpectralPart(self, linear=True)),
+        )
 
-        def nonlinear(t, y, args):
-            return jnp.fft.irfft(self.nonlinear_hat(t, jnp.fft.rfft(y), args), n=n)
 
-        def linear(t, y, args):
-            return jnp.fft.irfft(self.symbol * jnp.fft.rfft(y), n=n)
+class _SpectralPart(eqx.Module):
+    """One half of a ``SplitSpectralTerm`` in physical space, as a vector field.
 
-        return diffrax.ODETerm(nonlinear), diffrax.ODETerm(linear)
+    A Module holding the term (not a closure), so a new ``L`` or ``N̂`` with
+    the same shapes reuses the compiled IMEX solve.
+    """
+
+    term: SplitSpectralTerm
+    linear: bool = eqx.field(static=True)
+
+    def __call__(self, t, y, args):
+        y_hat = jnp.fft.rfft(y)
+        if self.linear:
+            out = self.term.symbol * y_hat
+        else:
+            out = self.term.nonlinear_hat(t, y_hat, args)
+        return jnp.fft.irfft(out, n=self.term.n)
 
 
 class IntegratingFactorRK(diffrax.AbstractAdaptiveSolver):
