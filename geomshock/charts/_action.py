@@ -327,10 +327,25 @@ def quotient_metric(
     Returns:
         The symmetric positive semidefinite ``(m, m)`` metric. Supports ``jit``,
         ``vmap`` over ``q`` and ``grad``.
+
+    Compiled and cached (``eqx.filter_jit``), so an eager call costs one
+    dispatch after the first (a chart's ``metric`` calls this): the array
+    leaves of ``q``, ``action`` and ``lift`` (a chart's bound ``lift`` is a
+    Module whose arrays are leaves) are traced, everything else is static.
+    A new point, or a chart with new array fields, reuses the compilation;
+    a new shape or dtype of ``q``, a chart or action with other static fields
+    (sizes, flags), or a new Python function object as ``lift`` (a fresh
+    ``lambda`` per call) compiles again. Under ``jit``/``vmap``/``grad`` it
+    is inlined into the caller's computation.
     """
     q = jnp.asarray(q)
     if q.ndim != 1:
         raise ValueError(f"expected a point q of shape (m,), got shape {q.shape}")
+    return _quotient_metric(lift, action, q)
+
+
+@eqx.filter_jit
+def _quotient_metric(lift, action, q):
     params, jac = _lift_and_jacobian(lift, q)
     tangents = orbit_tangents(action, params)
     horizontal = horizontal_project_matrix(tangents, jac)
