@@ -16,7 +16,16 @@ from jaxtyping import Array, ArrayLike, Float
 
 from .. import _checks
 from ..geometry import grad_norm_sq, laplace_beltrami
-from ._kernel import IMAGES, kernel_terms, periodic_mode
+from ._kernel import (
+    FOURIER,
+    IMAGES,
+    NEAREST,
+    clipped_var,
+    fourier_sums,
+    kernel_terms,
+    periodic_mode,
+    reduce_periodic,
+)
 from ._nodes import (
     axis_nodes,
     check_axes,
@@ -79,14 +88,14 @@ def _end_tails(weights, total, dim: int, line_axes):
     return jnp.stack(tails, axis=1)
 
 
-def _quadrature(nu, var, *, modes, U_nodes, x2, grids, spacings, periods):
+def _dense(nu, var, *, modes, U_nodes, x2, grids, spacings, periods):
     """Trapezoid-rule Hopf–Cole: ``(u, τ v, tails)`` at the points ``x2`` (k, dim).
 
-    Weights ``p_j ∝ exp(quad_j − U_j/ν)·factor_j`` are normalised by hand:
-    ``factor`` is bounded in ``(0, 3)``, so subtracting ``max(quad − U/ν)``
-    keeps every exponent ≤ 0 and the sum ≥ its largest term (a logsumexp in
-    factored form, one exponential per node pair on the line). ``tails`` is
-    :func:`_end_tails` on the line axes.
+    Every (point, node) pair at once. Weights ``p_j ∝ exp(quad_j − U_j/ν)·factor_j``
+    are normalised by hand: ``factor`` is bounded in ``(0, 3)``, so
+    subtracting ``max(quad − U/ν)`` keeps every exponent ≤ 0 and the sum ≥ its
+    largest term (a logsumexp in factored form, one exponential per node pair
+    on the line). ``tails`` is :func:`_end_tails` on the line axes.
     """
     dim = len(grids)
     base = -U_nodes[None] / nu
@@ -121,6 +130,147 @@ def _quadrature(nu, var, *, modes, U_nodes, x2, grids, spacings, periods):
     line_axes = [a for a, p in enumerate(periods) if p is None]
     tails = _end_tails(weighted(None), total, dim, line_axes)
     return u, jnp.stack(first_moments, axis=-1) / total[:, None], tails
+
+
+# Work sizes of the blocked quadrature: points per block, and on 1-D grids
+# nodes per tile (a block × tile of float64 intermediates stays in cache).
+BLOCK_PAIRS = 2**15
+TILE = 256
+# A tile is skipped when no pair in it can reach e^{−SKIP} of its row's
+# largest term, divided by 3N (the image factor is < 3; N nodes): the skipped
+# weight is then at most e^{−SKIP} of the kept sum in total.
+SKIP = 40.0
+
+
+def _by_point_blocks(fn, x2, nodes: int, lines: int):
+    """``fn(x2)`` evaluated in ``lax.map`` blocks of points, each checkpointed.
+
+    A block holds about ``BLOCK_PAIRS`` (point, node) pairs, so the
+    intermediates stay small and in cache; under ``grad`` only the block's
+    inputs are saved and its pairs recomputed. The last block is padded with
+    copies of the first point.
+    """
+    k, dim = x2.shape
+    size = max(1, min(k, BLOCK_PAIRS // nodes))
+    if size == k:
+        return fn(x2)
+    count = -(-k // size)
+    pad = jnp.broadcast_to(x2[:1], (count * size - k, dim))
+    blocks = jnp.concatenate([x2, pad]).reshape(count, size, dim)
+    u, m, tails = jax.lax.map(jax.checkpoint(fn), blocks)
+    tails = tails.reshape(count * size, lines, 2)
+    return u.reshape(-1)[:k], m.reshape(-1, dim)[:k], tails[:k]
+
+
+def _fourier_line(nu, var, *, U_nodes, x2, grid, h, period):
+    """1-D Fourier regime in its separable form: ``O(N + k)``, no pairs."""
+    shift = jax.lax.stop_gradient(jnp.max(-U_nodes / nu))
+    weights = jnp.exp(-U_nodes / nu - shift)
+    total, moment = fourier_sums(x2[:, 0], grid, weights, var, period)
+    log_norm = jnp.log(jnp.asarray(h, x2.dtype) / period)
+    u = -nu * (jnp.log(total) + shift + log_norm)
+    return u, (moment / total)[:, None], jnp.zeros((x2.shape[0], 0, 2), x2.dtype)
+
+
+def _banded(nu, var, *, mode, U_nodes, x2, grid, h, period):
+    """1-D quadrature over node tiles, skipping those of negligible weight.
+
+    The nodes are cut into tiles of ``TILE``. For a block of points, a tile's
+    largest exponent ``quad − U/ν`` is bounded above by ``max_tile(−U/ν)``
+    minus the squared distance from the point to the tile's interval over
+    ``2σ²``; the tiles are visited in decreasing order of that bound with an
+    online (rescaled) logsumexp, and a tile whose bound lies below every
+    point's running maximum minus ``SKIP + log 3N`` is skipped by a
+    ``lax.cond``. Under ``vmap`` the skip is decided for all members together
+    (a tile runs if any member needs it), so it stays a real conditional.
+    """
+    n = grid.shape[0]
+    dtype = x2.dtype
+    count = -(-n // TILE)
+    pad = count * TILE - n
+    neg_U = -U_nodes / nu
+    tiles = jnp.concatenate([grid, jnp.broadcast_to(grid[-1:], (pad,))])
+    tiles = tiles.reshape(count, TILE)
+    neg_tiles = jnp.concatenate([neg_U, jnp.full((pad,), -jnp.inf, dtype)])
+    neg_tiles = neg_tiles.reshape(count, TILE)
+    centre = 0.5 * (tiles[:, 0] + tiles[:, -1])
+    radius = 0.5 * (tiles[:, -1] - tiles[:, 0])
+    top = jax.lax.stop_gradient(jnp.max(neg_tiles, axis=1))
+    var_k = jax.lax.stop_gradient(clipped_var(var, period, mode))
+    margin = SKIP + jnp.log(3.0 * n)
+    _, _, _, log_k0 = kernel_terms(x2[:1], grid[:1], var, period, mode=mode)
+    log_norm = log_k0 + jnp.log(jnp.asarray(h, dtype))
+    ends = jnp.array([0, 1, n - 2, n - 1]) if period is None else None
+
+    def block(xb):
+        x = jax.lax.stop_gradient(xb[:, 0])
+        gap = x[:, None] - centre[None]
+        if period is not None:
+            gap = reduce_periodic(gap, period)
+        gap = jnp.maximum(jnp.abs(gap) - radius[None], 0.0)
+        bound = top[None] - 0.5 * gap**2 / var_k  # (points, tiles)
+        order = jnp.argsort(-jnp.max(bound, axis=0))
+
+        def visit(carry, j):
+            peak, total, moment = carry
+
+            def run(peak, total, moment):
+                quad, fac, mom, _ = kernel_terms(xb, tiles[j], var, period, mode=mode)
+                base = quad + neg_tiles[j]
+                new = jnp.maximum(peak, jax.lax.stop_gradient(jnp.max(base, axis=1)))
+                scale = jnp.exp(peak - new)
+                e = jnp.exp(base - new[:, None])
+                w = e if fac is None else e * fac
+                total = total * scale + jnp.sum(w, axis=1)
+                moment = moment * scale + jnp.sum(e * mom, axis=1)
+                return new, total, moment
+
+            need = _present_anywhere(jnp.any(bound[:, j] >= peak - margin))
+            return jax.lax.cond(need, run, lambda *c: c, peak, total, moment), None
+
+        size = xb.shape[0]
+        init = (
+            jnp.full((size,), -jnp.inf, dtype),
+            jnp.zeros((size,), dtype),
+            jnp.zeros((size,), dtype),
+        )
+        (peak, total, moment), _ = jax.lax.scan(visit, init, order)
+        u = -nu * (jnp.log(total) + peak + log_norm)
+        if ends is None:
+            tails = jnp.zeros((size, 0, 2), dtype)
+        else:
+            quad, _, _, _ = kernel_terms(xb, grid[ends], var, None)
+            end_w = jnp.exp(quad + neg_U[ends] - peak[:, None])
+            tails = _end_tails(end_w, total, 1, [0])
+        return u, (moment / total)[:, None], tails
+
+    return _by_point_blocks(block, x2, TILE, 0 if period is not None else 1)
+
+
+def _quadrature(nu, var, *, x2, dense=False, **grid):
+    """Trapezoid-rule Hopf–Cole: ``(u, τ v, tails)`` at the points ``x2`` (k, dim).
+
+    ``grid`` holds ``modes``, ``U_nodes``, ``grids``, ``spacings``,
+    ``periods`` as in :func:`_dense`. The same sums as :func:`_dense` (which
+    ``dense=True`` runs, as do problems of at most ``BLOCK_PAIRS`` pairs), in
+    less time and memory: 1-D grids in their separable Fourier form or by node
+    tiles (:func:`_banded`), more dimensions in blocks of points.
+    """
+    if len(grid["grids"]) == 1 and not dense:
+        (mode,), (nodes,), (h,), (period,) = (
+            grid[key] for key in ("modes", "grids", "spacings", "periods")
+        )
+        one = dict(U_nodes=grid["U_nodes"], x2=x2, grid=nodes, h=h, period=period)
+        if period is not None and mode == FOURIER:
+            return _fourier_line(nu, var, **one)
+        if x2.shape[0] * nodes.shape[0] > BLOCK_PAIRS:
+            return _banded(nu, var, mode=mode, **one)
+    size = grid["U_nodes"].size
+    if dense or x2.shape[0] * size <= BLOCK_PAIRS:  # small: one block
+        return _dense(nu, var, x2=x2, **grid)
+    lines = sum(p is None for p in grid["periods"])
+    block = functools.partial(_dense, nu, var, **grid)
+    return _by_point_blocks(lambda xb: block(x2=xb), x2, size, lines)
 
 
 def _hopf_cole_core(U, nu, tau, x, nodes, period, name):
@@ -238,13 +388,17 @@ def _hopf_cole_jit(U, nu, tau, x2, grids, spacings, periods, refine: bool):
     # _present_anywhere): a single call runs one, a vmapped sweep whose members
     # share a regime runs that one batched, and only a mixed batch runs several
     # and picks per member. A plain lax.switch would become a select under vmap
-    # and evaluate every representation for every member.
+    # and evaluate every representation for every member. The image sum is
+    # exact wherever the nearest image is, so where some member needs it on an
+    # axis, the members that would take the nearest image there take it too.
     periodic = [a for a, p in enumerate(periods) if p is not None]
     spread = (jnp.max(U_nodes) - jnp.min(U_nodes)) / nu
     count = U_nodes.size
     index = jnp.zeros((), jnp.int32)
     for a in periodic:
         mode = periodic_mode(var, periods[a], spacings[a], spread, count)
+        images = _present_anywhere(mode == IMAGES)
+        mode = jnp.where(images & (mode == NEAREST), IMAGES, mode)
         index = 3 * index + mode
     combos = list(itertools.product(range(3), repeat=len(periodic)))
     branches = []

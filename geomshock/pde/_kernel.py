@@ -41,6 +41,9 @@ def _images(d, var, period):
     ``t_m = exp(−m a − m² b)`` with ``a = dP/σ²``, ``b = P²/(2σ²)``, ``|a| ≤ b``:
     ``t_{±1} = q_± = exp(−b ∓ a) ∈ [0, 1]``, ``t_{±2} = q_±² e^{−2b}``,
     ``t_{±3} = q_±³ e^{−6b}``: two exponentials per pair, nothing overflows.
+    The powers of ``q_±`` are taken in Horner form: XLA rewrites ``q**n`` and
+    ``q·q`` of an exponential into ``exp(n·…)``, six exponentials per pair
+    (measured 25× slower on CPU).
     """
     b = 0.5 * period**2 / var
     a = d * period / var
@@ -48,8 +51,10 @@ def _images(d, var, period):
     qm = jnp.exp(-b + a)
     c1 = jnp.exp(-2 * b)
     c3 = c1**3
-    factor = 1 + qp + qm + c1 * (qp**2 + qm**2) + c3 * (qp**3 + qm**3)
-    first = qp - qm + 2 * c1 * (qp**2 - qm**2) + 3 * c3 * (qp**3 - qm**3)
+    factor = 1 + qp * (1 + qp * (c1 + c3 * qp)) + qm * (1 + qm * (c1 + c3 * qm))
+    first = qp * (1 + qp * (2 * c1 + 3 * c3 * qp)) - qm * (
+        1 + qm * (2 * c1 + 3 * c3 * qm)
+    )
     log_norm = -0.5 * jnp.log(2 * jnp.pi * var)
     return -0.5 * d**2 / var, factor, d * factor + period * first, log_norm
 
@@ -100,13 +105,43 @@ def kernel_terms(x, y, var, period=None, *, mode: int = IMAGES):
     """
     if period is None:
         return _line(x - y, var)
-    switch = _SWITCH * period**2
+    var = clipped_var(var, period, mode)
     if mode == FOURIER:
-        return _fourier(x, y, jnp.maximum(var, switch), period)
+        return _fourier(x, y, var, period)
     d = reduce_periodic(x - y, period)
     if mode == NEAREST:
         return _line(d, var)
-    return _images(d, jnp.minimum(var, switch), period)
+    return _images(d, var, period)
+
+
+def clipped_var(var, period, mode: int):
+    """``var`` as :func:`kernel_terms` uses it: clipped into the mode's range."""
+    if period is None or mode == NEAREST:
+        return var
+    switch = _SWITCH * period**2
+    return jnp.maximum(var, switch) if mode == FOURIER else jnp.minimum(var, switch)
+
+
+def fourier_sums(x, y, weights, var, period):
+    """``Σ_j w_j k(x − y_j)`` and ``Σ_j w_j moment(x − y_j)`` in the Fourier regime.
+
+    Up to the constant ``exp(log_norm)``, as :func:`kernel_terms` with
+    ``mode=FOURIER`` summed against the node weights ``w`` (shape ``(N,)``),
+    for points ``x`` of shape ``(k,)``. The series is separable,
+    ``Σ_j w_j cos ω(x − y_j) = cos ωx·C + sin ωx·S`` with
+    ``C = Σ_j w_j cos ωy_j``, ``S = Σ_j w_j sin ωy_j`` (and likewise for the
+    sines), so the cost is ``O(N + k)`` per mode instead of ``O(N k)``.
+    """
+    var = clipped_var(var, period, FOURIER)
+    omega = 2 * jnp.pi / period
+    k = jnp.arange(1, 4, dtype=x.dtype)
+    decay = jnp.exp(-0.5 * var * (k * omega) ** 2)
+    cy, sy = jnp.cos(omega * k * y[:, None]), jnp.sin(omega * k * y[:, None])
+    C, S = weights @ cy, weights @ sy
+    cx, sx = jnp.cos(omega * k * x[:, None]), jnp.sin(omega * k * x[:, None])
+    factor = jnp.sum(weights) + 2 * (cx * C + sx * S) @ decay
+    moment = 2 * omega * var * ((sx * C - cx * S) @ (k * decay))
+    return factor, moment
 
 
 def periodic_mode(var, period, spacing, spread, count) -> Array:
