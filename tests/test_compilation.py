@@ -9,6 +9,7 @@ call equal the numbers of the implementation before caching (``REFERENCE``,
 computed at commit 86eb953 from the same cases) to 1e-12, or a closed form.
 """
 
+import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +19,7 @@ from geomshock import _checks
 from geomshock.charts import ReLUMLPChart, TwoLayerReLUChart
 from geomshock.charts._action import _quotient_metric
 from geomshock.pde import (
+    IntegratingFactorRK,
     NeumannAxis,
     PeriodicAxis,
     burgers_sweep,
@@ -261,3 +263,13 @@ def test_two_layer_metric_compiles_once_and_matches_closed_form():
         gamma = np.abs(q[:2])
         expected = np.diag([*(1 / (2 * gamma)), *gamma, 1.0])
         np.testing.assert_allclose(g, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_solver_with_a_tableau_is_a_valid_cache_key():
+    # NumPy arrays in a static field broke the cache lookup of a second tableau
+    default, dopri = IntegratingFactorRK(), IntegratingFactorRK(diffrax.Dopri5.tableau)
+    structure = jax.tree_util.tree_structure
+    assert structure(default) == structure(IntegratingFactorRK())
+    assert structure(default) != structure(dopri)
+    assert hash(structure(default)) == hash(structure(IntegratingFactorRK()))
+    assert dopri.tableau is diffrax.Dopri5.tableau

@@ -95,13 +95,24 @@ class IntegratingFactorRK(diffrax.AbstractAdaptiveSolver):
         (1, 32)
     """
 
-    tableau: diffrax.ButcherTableau = eqx.field(
-        static=True, default=diffrax.Tsit5.tableau
-    )
-    method_order: int = eqx.field(static=True, default=5)
+    _tableau: "_ByIdentity" = eqx.field(static=True)
+    method_order: int = eqx.field(static=True)
 
     term_structure: ClassVar = SplitSpectralTerm
     interpolation_cls: ClassVar = diffrax.LocalLinearInterpolation
+
+    def __init__(
+        self,
+        tableau: diffrax.ButcherTableau = diffrax.Tsit5.tableau,
+        method_order: int = 5,
+    ):
+        self._tableau = _ByIdentity(tableau)
+        self.method_order = method_order
+
+    @property
+    def tableau(self) -> diffrax.ButcherTableau:
+        """The explicit Butcher tableau with its embedded error estimate."""
+        return self._tableau.value
 
     def __check_init__(self):
         if self.tableau.implicit or self.tableau.c1 != 0:
@@ -172,6 +183,31 @@ class IntegratingFactorRK(diffrax.AbstractAdaptiveSolver):
 
     def func(self, terms, t0, y0, args):
         return terms.vf(t0, y0, args)
+
+
+class _ByIdentity:
+    """A static field compared by identity: the key of a compiled solve.
+
+    A ``diffrax.ButcherTableau`` holds NumPy arrays, which neither hash nor
+    compare to a bool, so as a static field it breaks the jit cache lookup
+    (``eqx.filter_jit``). The tableaus are module-level singletons
+    (``diffrax.Tsit5.tableau``), so the same tableau object reuses the
+    compilation and a new one compiles again.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __hash__(self):
+        return id(self.value)
+
+    def __eq__(self, other):
+        return isinstance(other, _ByIdentity) and other.value is self.value
+
+    def __repr__(self):
+        return f"{type(self.value).__name__}(...)"
 
 
 def _unwrap(terms) -> SplitSpectralTerm:
