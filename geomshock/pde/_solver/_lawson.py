@@ -29,7 +29,10 @@ class SplitSpectralTerm(diffrax.AbstractTerm):
     ``symbol`` is the diagonal linear part ``L`` (shape ``(n // 2 + 1,)``) and
     ``nonlinear_hat(t, ŷ, args) -> N̂`` the rest, both in Fourier space. Any
     diffrax solver can integrate this term (through ``vf``); ``IntegratingFactorRK``
-    uses the split directly.
+    uses the split directly. Make ``nonlinear_hat`` an ``eqx.Module`` holding
+    its arrays (as ``PseudoSpectral`` does), not a closure: the term is then a
+    pytree of arrays and a new ν or κ reuses the compiled solve, where a new
+    closure per call compiles again.
     """
 
     symbol: Float[Array, " k"]
