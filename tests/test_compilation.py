@@ -244,6 +244,14 @@ def test_solve_hj_compiles_once_for_new_nu_data_and_times():
     _assert_reference("hj", [r[-1, ::3, 1] for r in results])
     with pytest.raises(ValueError, match="nu must be finite and > 0"):
         hj((HJ_CALLS[0][0], 0.0, HJ_CALLS[0][2]))
+    # U as a function: the same function object with a new ν reuses its nodes
+    from_function = [(zonal, nu, HJ_CALLS[0][2]) for nu in (0.4, 0.45)]
+    results = _assert_compiled_once(hj, from_function, _solve)
+    np.testing.assert_allclose(results[0], hj(HJ_CALLS[0]), rtol=0, atol=1e-15)
+
+
+def zonal(q):
+    return jnp.cos(q[0])
 
 
 def test_chart_metric_compiles_once_for_new_points():
