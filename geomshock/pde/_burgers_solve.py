@@ -156,11 +156,14 @@ def solve_burgers(
     Eager calls are cheap after the first: the checks run now, on the known
     values, and the time stepping is one cached ``eqx.filter_jit``
     computation in which ν, κ on the grid, ``v0`` and ``taus`` are traced.
-    A new ν, new initial data or new save times of the same shapes and
-    dtypes reuse it; new shapes (``n``, ``len(taus)``), dtypes, ``period``,
-    ``discretization``, ``solver``, solver options (``rtol``, ``max_steps`` …)
-    or ``kappa`` given vs not given compile again. ``kappa`` itself is sampled
-    on the grid eagerly, so a new ``kappa`` function does not recompile.
+    A new ν, new initial data, new save times or a new grid of the same
+    shapes and dtypes reuse it (the period enters the spectral term only
+    through its wavenumbers, an array); new shapes (``n``, ``len(taus)``),
+    dtypes, ``discretization`` (and the period with ``FiniteDifference``,
+    whose spacing is static), ``solver``, solver options (``max_steps``,
+    ``adjoint`` …) or ``kappa`` given vs not given compile again. ``kappa``
+    itself is sampled on the grid eagerly, so a new ``kappa`` function does
+    not recompile.
 
     Example:
         >>> import jax.numpy as jnp
