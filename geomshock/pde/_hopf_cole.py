@@ -24,7 +24,6 @@ from ._kernel import (
     fourier_sums,
     kernel_terms,
     periodic_mode,
-    reduce_periodic,
 )
 from ._nodes import (
     axis_nodes,
@@ -172,17 +171,28 @@ def _fourier_line(nu, var, *, U_nodes, x2, grid, h, period):
     return u, (moment / total)[:, None], jnp.zeros((x2.shape[0], 0, 2), x2.dtype)
 
 
-def _banded(nu, var, *, mode, U_nodes, x2, grid, h, period):
+# Periodic images |m| ≤ IMAGE_REACH of the nodes in the tiled sum: with the
+# points reduced into the nodes' period this holds the seven images around
+# the nearest one, and the first one left out lies ≥ 4P away,
+# exp(−16P²/(2σ²)) ≤ e^{−57} relative below the image/Fourier switch.
+IMAGE_REACH = 4
+
+
+def _banded(nu, var, active, *, U_nodes, x2, grid, h, period):
     """1-D quadrature over node tiles, skipping those of negligible weight.
 
-    The nodes are cut into tiles of ``TILE``. For a block of points, a tile's
-    largest exponent ``quad − U/ν`` is bounded above by ``max_tile(−U/ν)``
-    minus the squared distance from the point to the tile's interval over
-    ``2σ²``; the tiles are visited in decreasing order of that bound with an
-    online (rescaled) logsumexp, and a tile whose bound lies below every
-    point's running maximum minus ``SKIP + log 3N`` is skipped by a
-    ``lax.cond``. Under ``vmap`` the skip is decided for all members together
-    (a tile runs if any member needs it), so it stays a real conditional.
+    The nodes are cut into tiles of ``TILE`` (on the circle: of the periodic
+    images ``y + mP``, ``|m| ≤ IMAGE_REACH``, so that one Gaussian, one
+    exponential per pair, covers the nearest image and the image sum alike).
+    For a block of points, a tile's largest exponent ``−(x − y)²/(2σ²) − U/ν``
+    is bounded above by ``max_tile(−U/ν)`` minus the squared distance from the
+    point to the tile's interval over ``2σ²``; the tiles are visited in
+    decreasing order of that bound with an online (rescaled) logsumexp, and a
+    tile whose bound lies below every point's running maximum minus
+    ``SKIP + log(pairs per point)`` is skipped by a ``lax.cond``. Under
+    ``vmap`` the skip is decided for all members together (a tile runs if any
+    ``active`` member needs it: one that takes this branch), so it stays a
+    real conditional.
     """
     n = grid.shape[0]
     dtype = x2.dtype
@@ -190,24 +200,26 @@ def _banded(nu, var, *, mode, U_nodes, x2, grid, h, period):
     pad = count * TILE - n
     neg_U = -U_nodes / nu
     tiles = jnp.concatenate([grid, jnp.broadcast_to(grid[-1:], (pad,))])
-    tiles = tiles.reshape(count, TILE)
     neg_tiles = jnp.concatenate([neg_U, jnp.full((pad,), -jnp.inf, dtype)])
-    neg_tiles = neg_tiles.reshape(count, TILE)
+    if period is not None:
+        shifts = period * jnp.arange(-IMAGE_REACH, IMAGE_REACH + 1, dtype=dtype)
+        tiles = (tiles[None] + shifts[:, None]).reshape(-1)
+        neg_tiles = jnp.tile(neg_tiles, shifts.shape[0])
+        var = clipped_var(var, period, IMAGES)
+    tiles, neg_tiles = tiles.reshape(-1, TILE), neg_tiles.reshape(-1, TILE)
     centre = 0.5 * (tiles[:, 0] + tiles[:, -1])
     radius = 0.5 * (tiles[:, -1] - tiles[:, 0])
     top = jax.lax.stop_gradient(jnp.max(neg_tiles, axis=1))
-    var_k = jax.lax.stop_gradient(clipped_var(var, period, mode))
-    margin = SKIP + jnp.log(3.0 * n)
-    _, _, _, log_k0 = kernel_terms(x2[:1], grid[:1], var, period, mode=mode)
-    log_norm = log_k0 + jnp.log(jnp.asarray(h, dtype))
+    var_k = jax.lax.stop_gradient(var)
+    margin = SKIP + jnp.log(float(tiles.size))
+    log_norm = -0.5 * jnp.log(2 * jnp.pi * var) + jnp.log(jnp.asarray(h, dtype))
     ends = jnp.array([0, 1, n - 2, n - 1]) if period is None else None
 
     def block(xb):
+        if period is not None:  # into the period of the nodes
+            xb = xb - period * jnp.floor((xb - grid[0]) / period)
         x = jax.lax.stop_gradient(xb[:, 0])
-        gap = x[:, None] - centre[None]
-        if period is not None:
-            gap = reduce_periodic(gap, period)
-        gap = jnp.maximum(jnp.abs(gap) - radius[None], 0.0)
+        gap = jnp.maximum(jnp.abs(x[:, None] - centre[None]) - radius[None], 0.0)
         bound = top[None] - 0.5 * gap**2 / var_k  # (points, tiles)
         order = jnp.argsort(-jnp.max(bound, axis=0))
 
@@ -215,17 +227,16 @@ def _banded(nu, var, *, mode, U_nodes, x2, grid, h, period):
             peak, total, moment = carry
 
             def run(peak, total, moment):
-                quad, fac, mom, _ = kernel_terms(xb, tiles[j], var, period, mode=mode)
-                base = quad + neg_tiles[j]
+                d = xb - tiles[j]
+                base = -0.5 * d**2 / var + neg_tiles[j]
                 new = jnp.maximum(peak, jax.lax.stop_gradient(jnp.max(base, axis=1)))
                 scale = jnp.exp(peak - new)
                 e = jnp.exp(base - new[:, None])
-                w = e if fac is None else e * fac
-                total = total * scale + jnp.sum(w, axis=1)
-                moment = moment * scale + jnp.sum(e * mom, axis=1)
+                total = total * scale + jnp.sum(e, axis=1)
+                moment = moment * scale + jnp.sum(e * d, axis=1)
                 return new, total, moment
 
-            need = _present_anywhere(jnp.any(bound[:, j] >= peak - margin))
+            need = _present_anywhere(active & jnp.any(bound[:, j] >= peak - margin))
             return jax.lax.cond(need, run, lambda *c: c, peak, total, moment), None
 
         size = xb.shape[0]
@@ -239,7 +250,7 @@ def _banded(nu, var, *, mode, U_nodes, x2, grid, h, period):
         if ends is None:
             tails = jnp.zeros((size, 0, 2), dtype)
         else:
-            quad, _, _, _ = kernel_terms(xb, grid[ends], var, None)
+            quad = -0.5 * (xb - grid[ends]) ** 2 / var
             end_w = jnp.exp(quad + neg_U[ends] - peak[:, None])
             tails = _end_tails(end_w, total, 1, [0])
         return u, (moment / total)[:, None], tails
@@ -247,14 +258,21 @@ def _banded(nu, var, *, mode, U_nodes, x2, grid, h, period):
     return _by_point_blocks(block, x2, TILE, 0 if period is not None else 1)
 
 
-def _quadrature(nu, var, *, x2, dense=False, **grid):
+def _tiled(x2, nodes) -> bool:
+    """Whether a 1-D quadrature runs by node tiles (:func:`_banded`)."""
+    return x2.shape[0] * nodes.shape[0] > BLOCK_PAIRS
+
+
+def _quadrature(nu, var, active=True, *, x2, dense=False, **grid):
     """Trapezoid-rule Hopf–Cole: ``(u, τ v, tails)`` at the points ``x2`` (k, dim).
 
-    ``grid`` holds ``modes``, ``U_nodes``, ``grids``, ``spacings``,
-    ``periods`` as in :func:`_dense`. The same sums as :func:`_dense` (which
-    ``dense=True`` runs, as do problems of at most ``BLOCK_PAIRS`` pairs), in
-    less time and memory: 1-D grids in their separable Fourier form or by node
-    tiles (:func:`_banded`), more dimensions in blocks of points.
+    The same sums as :func:`_dense` (which ``dense=True`` runs, as do
+    problems of at most ``BLOCK_PAIRS`` pairs), in less time and memory: 1-D
+    grids in their separable Fourier form or by node tiles (:func:`_banded`),
+    more dimensions in blocks of points. ``grid`` holds ``modes``,
+    ``U_nodes``, ``grids``, ``spacings``, ``periods`` as in :func:`_dense`;
+    ``active`` (a boolean, batched under ``vmap``) marks the members whose
+    result will be used.
     """
     if len(grid["grids"]) == 1 and not dense:
         (mode,), (nodes,), (h,), (period,) = (
@@ -263,8 +281,8 @@ def _quadrature(nu, var, *, x2, dense=False, **grid):
         one = dict(U_nodes=grid["U_nodes"], x2=x2, grid=nodes, h=h, period=period)
         if period is not None and mode == FOURIER:
             return _fourier_line(nu, var, **one)
-        if x2.shape[0] * nodes.shape[0] > BLOCK_PAIRS:
-            return _banded(nu, var, mode=mode, **one)
+        if _tiled(x2, nodes):
+            return _banded(nu, var, active, **one)
     size = grid["U_nodes"].size
     if dense or x2.shape[0] * size <= BLOCK_PAIRS:  # small: one block
         return _dense(nu, var, x2=x2, **grid)
@@ -324,9 +342,9 @@ def _present_anywhere_vmap(axis_size, in_batched, flags):
     return _present_anywhere(flags), False
 
 
-def _skipped(nu, var, *, x2, lines):
+def _skipped(nu, var, active, *, x2, lines):
     """Stand-in for a representation no batch member needs (never selected)."""
-    del nu, var
+    del nu, var, active
     k, dim = x2.shape
     zeros = jnp.zeros((k,), x2.dtype), jnp.zeros((k, dim), x2.dtype)
     return *zeros, jnp.zeros((k, lines, 2), x2.dtype)
@@ -337,7 +355,7 @@ def _skipped(nu, var, *, x2, lines):
 REFINE = 4
 
 
-def _refined(nu, var, *, U, x2, grid, h, period):
+def _refined(nu, var, active, *, U, x2, grid, h, period):
     """:func:`_quadrature` on ``REFINE``× finer nodes (U evaluated there, exactly).
 
     Used only when ``sqrt(var) < h``; the kernel is then far narrower than the
@@ -350,6 +368,7 @@ def _refined(nu, var, *, U, x2, grid, h, period):
     return _quadrature(
         nu,
         var,
+        active,
         modes=(IMAGES,),
         U_nodes=jax.vmap(U)(fine),
         x2=x2,
@@ -390,19 +409,24 @@ def _hopf_cole_jit(U, nu, tau, x2, grids, spacings, periods, refine: bool):
     # and picks per member. A plain lax.switch would become a select under vmap
     # and evaluate every representation for every member. The image sum is
     # exact wherever the nearest image is, so where some member needs it on an
-    # axis, the members that would take the nearest image there take it too.
+    # axis, the members that would take the nearest image there take it too;
+    # on a tiled circle (_banded) the two are one computation anyway.
     periodic = [a for a, p in enumerate(periods) if p is not None]
+    tiled = dim == 1 and bool(periodic) and _tiled(x2, grids[0])
     spread = (jnp.max(U_nodes) - jnp.min(U_nodes)) / nu
     count = U_nodes.size
     index = jnp.zeros((), jnp.int32)
     for a in periodic:
         mode = periodic_mode(var, periods[a], spacings[a], spread, count)
-        images = _present_anywhere(mode == IMAGES)
+        images = True if tiled else _present_anywhere(mode == IMAGES)
         mode = jnp.where(images & (mode == NEAREST), IMAGES, mode)
         index = 3 * index + mode
     combos = list(itertools.product(range(3), repeat=len(periodic)))
     branches = []
     for combo in combos:
+        if tiled and combo == (NEAREST,):  # never taken
+            branches.append(functools.partial(_skipped, x2=x2, lines=dim - 1))
+            continue
         chosen = dict(zip(periodic, combo, strict=True))
         branches.append(
             functools.partial(
@@ -425,13 +449,15 @@ def _hopf_cole_jit(U, nu, tau, x2, grids, spacings, periods, refine: bool):
         )
     present = _present_anywhere(jnp.arange(len(branches)) == index)
     lines = dim - len(periodic)
-    u, v, tails = _skipped(nu, var, x2=x2, lines=lines)
+    u, v, tails = _skipped(nu, var, True, x2=x2, lines=lines)
     for i, branch in enumerate(branches):
         if len(branches) == 1:  # nothing to pick
-            u, v, tails = branch(nu, var)
+            u, v, tails = branch(nu, var, True)
             break
         skip = functools.partial(_skipped, x2=x2, lines=lines)
-        out_i = jax.lax.cond(present[i], jax.checkpoint(branch), skip, nu, var)
+        out_i = jax.lax.cond(
+            present[i], jax.checkpoint(branch), skip, nu, var, index == i
+        )
         u, v, tails = (
             jnp.where(index == i, new, old)
             for new, old in zip(out_i, (u, v, tails), strict=True)

@@ -12,8 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from geomshock.pde import _hopf_cole as hc
-from geomshock.pde import burgers_hopf_cole, local_entropy
+from geomshock.pde import _hopf_cole as hc, local_entropy
 from geomshock.pde._kernel import FOURIER, IMAGES, NEAREST, periodic_mode
 
 PERIOD = 2 * np.pi
@@ -87,6 +86,9 @@ def test_fast_sums_equal_dense_sums(period, mode, nu, var):
     if var == 20.0:  # the end-weight estimates matter here, and agree
         assert float(jnp.max(dense[2])) > 1e-7
 
+    if var not in (0.01, 1.0):  # gradients: the line and the image sum
+        return
+
     # reverse mode through the blocks (checkpointed) and the skipped tiles
     def loss(dense):
         def f(n, v, s):
@@ -159,12 +161,6 @@ def test_mixed_regime_sweep_against_dense_image_sums():
         nu, tau = float(nus[i]), float(taus[i])
         ref = _image_sum_field(U, nu, nu * tau, x, nodes, PERIOD)
         np.testing.assert_allclose(out[i], ref, rtol=0, atol=1e-11)
-    # the Burgers velocity of the same sweep, against the single calls
-    vel = jax.jit(
-        jax.vmap(lambda n, t: burgers_hopf_cole(U, n, t, x, nodes=nodes, period=PERIOD))
-    )(nus, taus)
-    single = burgers_hopf_cole(U, 0.2, 0.1, x, nodes=nodes, period=PERIOD)
-    np.testing.assert_allclose(vel[0], single, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("mode", [NEAREST, IMAGES, FOURIER])
