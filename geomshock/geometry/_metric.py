@@ -1,4 +1,4 @@
-"""Pointwise metric algebra: Cholesky factor, inverse, volume density, derivatives.
+"""Pointwise metric algebra: shape and symmetry checks, Cholesky factor, derivatives.
 
 Everything here works on a single point ``q`` of shape ``(n,)``; users ``vmap``
 over points. Shapes are checked at trace time (``ValueError``); a metric that
@@ -9,6 +9,7 @@ instead of propagating NaNs.
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
+import lineax as lx
 import numpy as np
 
 from .._checks import concrete, per_dtype, run_time_check
@@ -29,9 +30,21 @@ def check_point(q) -> Array:
 
 
 def check_metric_shape(metric: MetricFn, q: Point) -> None:
-    """Static check that ``metric(q)`` has shape ``(n, n)`` for ``q`` of shape (n,)."""
+    """Static check that ``metric(q)`` is ``(n, n)`` for ``q`` of shape (n,): an
+    array of that shape, or a lineax operator from and to shape ``(n,)``."""
     n = q.shape[0]
     out = jax.eval_shape(metric, q)
+    if isinstance(out, lx.AbstractLinearOperator):
+        shapes = [
+            getattr(s, "shape", None) for s in (out.in_structure(), out.out_structure())
+        ]
+        if shapes != [(n,), (n,)]:
+            raise ValueError(
+                f"metric must map a point of shape ({n},) to a lineax operator "
+                f"from and to shape ({n},); it returned an operator with input "
+                f"shape {shapes[0]} and output shape {shapes[1]}"
+            )
+        return
     shape = getattr(out, "shape", None)
     if shape != (n, n):
         raise ValueError(
@@ -132,34 +145,3 @@ def value_and_jacobian(fn, q: Point):
 
     jac, y = jax.jacfwd(value_and_value, has_aux=True)(q)
     return y, jac
-
-
-def inverse_metric(metric: MetricFn) -> MetricFn:
-    """``q -> g^{-1}(q)``, computed from the Cholesky factor of ``g(q)``.
-
-    Supports ``jit``, ``vmap`` over points and ``grad``.
-    """
-
-    def g_inv(q):
-        q = check_point(q)
-        check_metric_shape(metric, q)
-        chol = cholesky(metric(q))
-        return cho_solve(chol, jnp.eye(q.shape[0], dtype=chol.dtype))
-
-    return g_inv
-
-
-def volume_density(metric: MetricFn, *, log: bool = False) -> ScalarField:
-    """``q -> sqrt|det g(q)|`` (or its logarithm with ``log=True``).
-
-    Computed from the Cholesky factor: ``log sqrt|g| = Σ_i log L_ii``.
-    """
-
-    def density(q):
-        q = check_point(q)
-        check_metric_shape(metric, q)
-        chol = cholesky(metric(q))
-        log_density = jnp.sum(jnp.log(jnp.diagonal(chol)))
-        return log_density if log else jnp.exp(log_density)
-
-    return density
