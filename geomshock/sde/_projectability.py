@@ -17,13 +17,27 @@ gauge-fixed section (e.g. SGD that keeps the balanced gauge).
 
 ``DΦ`` is applied by ``jax.linearize`` of ``chart.project`` (one primal
 evaluation, then a vmapped JVP per minibatch gradient).
+
+Cost, with ``d`` parameters, ``m`` chart coordinates and ``k`` minibatches:
+``projected_moments`` takes ``k`` minibatch gradients and ``k`` JVPs of
+``chart.project`` (``O(k (d + m))`` memory); the dense covariance adds ``O(k m²)``
+flops and an ``m × m`` array. ``covariance="factor"`` keeps ``A = FᵀF`` as a
+lineax operator with ``F`` of shape ``(k, m)``: ``O(k m)`` memory, for charts
+whose ``m × m`` matrices do not fit (at ``m = 26 000`` one is 5.4 GB, and
+``check_projectability`` holds ``num_points`` of them). ``check_projectability``
+costs ``num_points`` times ``projected_moments``; on the factor path the
+covariance spread ``‖F_iᵀF_i − F_0ᵀF_0‖_F`` comes from a QR factorisation of the
+``m × 2k`` matrix ``[F_iᵀ, F_0ᵀ]`` per orbit point (``O(k² m)`` flops, no ``m × m``
+array, and no cancellation of Frobenius norms).
 """
 
 from collections.abc import Callable
+from typing import Literal
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import lineax as lx
 from jaxtyping import Array, Bool, Float, PRNGKeyArray, PyTree
 
 from .._checks import finite_tree, per_dtype
@@ -34,13 +48,39 @@ from ._noise import AbstractMinibatchNoise
 Loss = Callable[[PyTree, PyTree], Float[Array, ""]]
 
 
+CovarianceForm = Literal["dense", "factor"]
+
+
 class ProjectedMoments(eqx.Module):
-    """Quotient point ``Y = Φ(θ)``, drift ``b``, covariance ``A`` and mean loss."""
+    """Quotient point ``Y = Φ(θ)``, drift ``b``, covariance ``A`` and mean loss.
+
+    ``covariance`` is an ``(m, m)`` array, or with ``covariance="factor"`` the
+    lineax operator ``FᵀF`` (``F`` of shape ``(k, m)``, ``k`` minibatches):
+    ``.mv(v)`` costs ``O(k m)``, ``.as_matrix()`` forms the array.
+    """
 
     point: Float[Array, " m"]
     drift: Float[Array, " m"]
-    covariance: Float[Array, "m m"]
+    covariance: Float[Array, "m m"] | lx.AbstractLinearOperator
     loss: Float[Array, ""]
+
+
+def _check_covariance_form(covariance):
+    if covariance not in ("dense", "factor"):
+        raise ValueError(f"covariance must be 'dense' or 'factor'; got {covariance!r}")
+
+
+def _factor_operator(factor: Array) -> lx.AbstractLinearOperator:
+    """``FᵀF`` as a symmetric positive semidefinite lineax operator."""
+    gram = lx.MatrixLinearOperator(factor.T) @ lx.MatrixLinearOperator(factor)
+    return lx.TaggedLinearOperator(
+        gram, (lx.symmetric_tag, lx.positive_semidefinite_tag)
+    )
+
+
+def _factor_of(covariance: lx.AbstractLinearOperator) -> Array:
+    """``F`` of an operator built by :func:`_factor_operator` (possibly batched)."""
+    return covariance.operator.operator2.matrix
 
 
 def _check_noise(noise):
@@ -67,6 +107,8 @@ def projected_moments(
     params: PyTree,
     noise: AbstractMinibatchNoise,
     key: PRNGKeyArray | None = None,
+    *,
+    covariance: CovarianceForm = "dense",
 ) -> ProjectedMoments:
     r"""Projected SGD drift ``b = DΦ∇L`` and noise covariance ``A = Cov(DΦ M)``.
 
@@ -79,17 +121,22 @@ def projected_moments(
         noise: ``AllMinibatches`` (exact expectation over a finite set) or
             ``SampledMinibatches`` (Monte Carlo; then ``key`` is required).
         key: PRNG key for Monte-Carlo minibatches.
+        covariance: ``"dense"`` (an ``(m, m)`` array) or ``"factor"``
+            (matrix-free: the lineax operator ``FᵀF``, ``F`` of shape ``(k, m)``
+            with rows ``sqrt(w_i k/(k − ddof)) (x_i − b)``; ``O(k m)`` memory).
 
     Returns:
         ``ProjectedMoments(point=Φ(θ), drift=b, covariance=A, loss=L(θ))``. With
         Monte Carlo the drift is the sample mean and ``A`` the unbiased sample
         covariance of ``DΦ ∇loss(θ, batch)``; exactly, the weighted mean and
-        covariance over all minibatches.
+        covariance over all minibatches. Cost: ``k`` minibatch gradients and
+        ``k`` JVPs of ``chart.project``, plus ``O(k m²)`` for a dense ``A``.
 
     Works under ``jax.jit``, ``jax.vmap`` (over ``params``, keys) and
     ``jax.grad`` (with respect to ``params`` and whatever ``loss`` closes over).
     """
     _check_noise(noise)
+    _check_covariance_form(covariance)
     project = require_chart(chart, ProjectingChart, "projected_moments").project
     params = finite_tree(params, "params")
     check_vector_output(project, params, "chart.project", None)
@@ -98,11 +145,11 @@ def projected_moments(
         lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), batches
     )
     _check_loss(loss, params, batch)
-    return _moments(loss, project, params, noise, key)
+    return _moments(loss, project, params, noise, key, covariance)
 
 
 @eqx.filter_jit
-def _moments(loss, project, params, noise, key):
+def _moments(loss, project, params, noise, key, form="dense"):
     batches, weights, ddof = noise.draw(key)
     values, grads = jax.vmap(jax.value_and_grad(loss), in_axes=(None, 0))(
         params, batches
@@ -113,6 +160,11 @@ def _moments(loss, project, params, noise, key):
     drift = weights @ projected
     centred = projected - drift
     k = projected.shape[0]
+    if form == "factor":
+        factor = jnp.sqrt(weights * (k / (k - ddof)))[:, None] * centred
+        return ProjectedMoments(
+            point, drift, _factor_operator(factor), weights @ values
+        )
     covariance = (centred.T * weights) @ centred * (k / (k - ddof))
     covariance = 0.5 * (covariance + covariance.T)
     return ProjectedMoments(point, drift, covariance, weights @ values)
@@ -130,7 +182,30 @@ def _relative_spread(x: Array) -> Array:
     flat = x.reshape(x.shape[0], -1)
     deviation = jnp.max(jnp.linalg.norm(flat - flat[0], axis=1))
     scale = jnp.max(jnp.linalg.norm(flat, axis=1))
+    return _ratio(deviation, scale)
+
+
+def _ratio(deviation: Array, scale: Array) -> Array:
     return jnp.where(scale > 0, deviation / jnp.where(scale > 0, scale, 1.0), deviation)
+
+
+def _factor_spread(factors: Float[Array, "p k m"]) -> Array:
+    """:func:`_relative_spread` of ``A_i = F_iᵀF_i`` without forming ``A_i``.
+
+    With ``[F_iᵀ, F_0ᵀ] = Q [R_1, R_2]`` (thin QR, ``Q`` orthonormal columns),
+    ``A_i − A_0 = Q (R_1R_1ᵀ − R_2R_2ᵀ) Qᵀ``, so ``‖A_i − A_0‖_F = ‖R_1R_1ᵀ −
+    R_2R_2ᵀ‖_F`` (``2k × 2k``), accurate to rounding of ``‖A‖`` itself; and
+    ``‖A_i‖_F = ‖F_iF_iᵀ‖_F``.
+    """
+    k = factors.shape[1]
+
+    def deviation(f_i):
+        r = jnp.linalg.qr(jnp.concatenate([f_i, factors[0]]).T, mode="r")
+        return jnp.linalg.norm(r[:, :k] @ r[:, :k].T - r[:, k:] @ r[:, k:].T)
+
+    deviations = jax.vmap(deviation)(factors)
+    scales = jax.vmap(lambda f_i: jnp.linalg.norm(f_i @ f_i.T))(factors)
+    return _ratio(jnp.max(deviations), jnp.max(scales))
 
 
 class ProjectabilityReport(eqx.Module):
@@ -141,13 +216,15 @@ class ProjectabilityReport(eqx.Module):
     ``chart_spread`` (of ``Φ``) and ``loss_spread`` (of ``L``) check that the
     sampled group elements are symmetries of the chart and of the loss;
     ``drift_spread`` and ``covariance_spread`` are Assumption 2.1 itself.
-    ``projectable`` is true when all four are ``<= rtol``.
+    ``projectable`` is true when all four are ``<= rtol``. On the factor path
+    ``covariance`` is the operator ``FᵀF`` with a leading orbit axis on its
+    arrays: point ``i`` is ``jax.tree_util.tree_map(lambda x: x[i], covariance)``.
     """
 
     orbit: PyTree
     points: Float[Array, "p m"]
     drift: Float[Array, "p m"]
-    covariance: Float[Array, "p m m"]
+    covariance: Float[Array, "p m m"] | lx.AbstractLinearOperator
     loss: Float[Array, " p"]
     chart_spread: Float[Array, ""]
     loss_spread: Float[Array, ""]
@@ -181,6 +258,7 @@ def check_projectability(
     num_points: int = 8,
     rtol: float | None = None,
     gauge: Callable[[PyTree, PRNGKeyArray], PyTree] | None = None,
+    covariance: CovarianceForm = "dense",
 ) -> ProjectabilityReport:
     r"""Test Assumption 2.1: are ``b = DΦ∇L`` and ``A = Cov(DΦ M)`` constant on
     the orbit of ``params``?
@@ -205,6 +283,8 @@ def check_projectability(
         gauge: ``(params, key) -> params``, a random element of the group to
             test (e.g. only permutations, only rescalings); default
             ``chart.gauge``.
+        covariance: ``"dense"`` or ``"factor"`` (matrix-free, as in
+            ``projected_moments``: no ``m × m`` array; the spread by QR).
 
     Returns:
         A ``ProjectabilityReport``; ``report.projectable`` is a boolean array.
@@ -222,12 +302,15 @@ def check_projectability(
         gauge = require_chart(chart, GaugedChart, "check_projectability").gauge
     elif not callable(gauge):
         raise ValueError(f"gauge must be callable, got {type(gauge).__name__}")
+    _check_covariance_form(covariance)
     key = check_single_key(key)
-    return _orbit_report(loss, chart, gauge, params, noise, key, num_points, rtol)
+    return _orbit_report(
+        loss, chart, gauge, params, noise, key, num_points, rtol, covariance
+    )
 
 
 @eqx.filter_jit
-def _orbit_report(loss, chart, gauge, params, noise, key, num_points, rtol):
+def _orbit_report(loss, chart, gauge, params, noise, key, num_points, rtol, form):
     key_noise, key_gauge = jax.random.split(key)
     others = jax.vmap(gauge, in_axes=(None, 0))(
         params, jax.random.split(key_gauge, num_points - 1)
@@ -235,9 +318,13 @@ def _orbit_report(loss, chart, gauge, params, noise, key, num_points, rtol):
     orbit = jax.tree_util.tree_map(
         lambda p, o: jnp.concatenate([jnp.asarray(p)[None], o]), params, others
     )
-    moments = jax.vmap(lambda p: projected_moments(loss, chart, p, noise, key_noise))(
-        orbit
-    )
+    moments = jax.vmap(
+        lambda p: projected_moments(loss, chart, p, noise, key_noise, covariance=form)
+    )(orbit)
+    if form == "factor":
+        covariance_spread = _factor_spread(_factor_of(moments.covariance))
+    else:
+        covariance_spread = _relative_spread(moments.covariance)
     return ProjectabilityReport(
         orbit=orbit,
         points=moments.point,
@@ -247,7 +334,7 @@ def _orbit_report(loss, chart, gauge, params, noise, key, num_points, rtol):
         chart_spread=_relative_spread(moments.point),
         loss_spread=_relative_spread(moments.loss[:, None]),
         drift_spread=_relative_spread(moments.drift),
-        covariance_spread=_relative_spread(moments.covariance),
+        covariance_spread=covariance_spread,
         rtol=float(rtol),
     )
 

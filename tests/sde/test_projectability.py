@@ -295,3 +295,56 @@ def test_bad_input():
         )
     with pytest.raises(ValueError, match="expects params with structure"):
         projected_moments(bce, CHART, {"a": PARAMS["a"], "u": PARAMS["u"]}, EXACT)
+
+
+def test_factor_path_matches_dense():
+    """Matrix-free covariance ``FᵀF`` and its QR spread against the dense path,
+    on the rescaling orbit (spreads ~1e-1) and the permutation orbit (~1e-16);
+    Monte-Carlo minibatches, so the unbiased ``k/(k − 1)`` factor is covered."""
+    noise, key = SAMPLED, jax.random.key(11)
+
+    @jax.jit
+    def both(params):
+        moments = [
+            projected_moments(bce, CHART, params, noise, key, covariance=form)
+            for form in ("dense", "factor")
+        ]
+        reports = [
+            check_projectability(
+                bce, chart, params, noise, key, num_points=4, covariance=form
+            )
+            for chart in (CHART, SORTED)
+            for form in ("dense", "factor")
+        ]
+        return moments, reports
+
+    (dense, factor), (scaled, scaled_f, permuted, permuted_f) = both(PARAMS)
+    np.testing.assert_allclose(
+        factor.covariance.as_matrix(), dense.covariance, rtol=1e-13, atol=1e-16
+    )
+    v = jnp.arange(1.0, 2 * M + 2)
+    np.testing.assert_allclose(
+        factor.covariance.mv(v), dense.covariance @ v, rtol=1e-13, atol=1e-16
+    )
+    np.testing.assert_array_equal(factor.drift, dense.drift)
+    assert float(scaled.covariance_spread) > 1e-2
+    np.testing.assert_allclose(
+        scaled_f.covariance_spread, scaled.covariance_spread, rtol=1e-12
+    )
+    # On a true isometry orbit both spreads are rounding-sized (no cancellation).
+    assert float(permuted_f.covariance_spread) < 1e-14
+    assert bool(permuted_f.projectable) and not bool(scaled_f.projectable)
+    for k in range(4):
+        op = jax.tree_util.tree_map(lambda x, k=k: x[k], scaled_f.covariance)
+        np.testing.assert_allclose(
+            op.as_matrix(), scaled.covariance[k], rtol=1e-12, atol=1e-16
+        )
+
+
+def test_bad_covariance_form():
+    with pytest.raises(ValueError, match="covariance must be 'dense' or 'factor'"):
+        projected_moments(bce, CHART, PARAMS, EXACT, covariance="low_rank")
+    with pytest.raises(ValueError, match="covariance must be 'dense' or 'factor'"):
+        check_projectability(
+            bce, CHART, PARAMS, EXACT, jax.random.key(0), covariance=None
+        )
