@@ -95,6 +95,20 @@ class AbstractQuotientChart(eqx.Module):
             self.lift, self.action, self.check_point(q), solver=solver
         )
 
+    @property
+    def horizontal_gauge(self) -> bool:
+        """Whether the gauge is horizontal: the section's image ``B = σ(M)`` has
+        tangent space ``T_θB = H_θ`` (the complement of the orbit tangents) at
+        every ``θ ∈ B``. Then ``P_H Dσ = Dσ``, the quotient metric is the metric
+        that ``B`` inherits from the Euclidean parameters, and the covariant
+        Hessian of ``U = loss∘σ`` is that of ``loss`` restricted to ``B``:
+        ``P_H(∇²loss v + (D_v P_H)∇loss)`` on ``H``, with no metric solve
+        (:func:`~geomshock.diagnostics.quotient_curvature` uses it). True for
+        the minimum-norm gauge of a rescaling group (its tangent space is
+        ``{δθ : ⟨δθ, ξ_a·θ⟩ = 0}``, the generators being symmetric) and for
+        unit-sphere gauges; ``False`` (the default) promises nothing."""
+        return False
+
     def gauge(self, params: Params, key: PRNGKeyArray, scale: float = 0.5) -> Params:
         """Apply a random element ``exp(scale·ξ)``, ``ξ ~ N(0, I)``, of the
         continuous symmetry group: same network function, same ``project``."""

@@ -199,6 +199,11 @@ class _AbstractLayeredChart(AbstractPermutableChart):
             layers[i + 1] = {**layers[i + 1], "W": w}
         return tuple(layers), dirs
 
+    @property
+    def horizontal_gauge(self) -> bool:
+        """True: the balanced gauge is the minimum-norm one."""
+        return True
+
     def project(self, params: Params) -> Point:
         normalized, dirs = self._normalized(self.check_params(params))
         parts = [to_stereographic(s).reshape(-1) for s in dirs]

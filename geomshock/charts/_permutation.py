@@ -75,6 +75,11 @@ class CanonicalOrderChart(AbstractQuotientChart):
     def dim(self) -> int:
         return self.chart.dim
 
+    @property
+    def horizontal_gauge(self) -> bool:
+        """The underlying chart's (permutations are discrete: no orbit tangents)."""
+        return self.chart.horizontal_gauge
+
     def _any_tie(self, keys: tuple[Array, ...]) -> Bool[Array, ""]:
         return jnp.any(jnp.stack([_tied(k, self.tie_rtol) for k in keys]))
 

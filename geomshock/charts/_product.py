@@ -158,6 +158,11 @@ class ProductChart(AbstractQuotientChart):
     def dim(self) -> int:
         return sum(c.dim for c in self.charts.values())
 
+    @property
+    def horizontal_gauge(self) -> bool:
+        """True when every factor's gauge is horizontal (the blocks are independent)."""
+        return all(c.horizontal_gauge for c in self.charts.values())
+
     def split(self, q: Point) -> dict[str, Point]:
         """The factors' coordinates ``{name: q_name}`` of a product point ``q``."""
         sizes = [self.charts[n].dim for n in self.names]
@@ -275,6 +280,11 @@ class EuclideanChart(AbstractQuotientChart):
         for s in self.shape:
             size *= s
         return size
+
+    @property
+    def horizontal_gauge(self) -> bool:
+        """True: no symmetry, every direction is horizontal."""
+        return True
 
     def project(self, params: Params) -> Point:
         return self.check_params(params).reshape(-1)

@@ -85,6 +85,11 @@ class SphereChart(AbstractQuotientChart):
     def dim(self) -> int:
         return self._size - 1
 
+    @property
+    def horizontal_gauge(self) -> bool:
+        """True: the unit sphere is orthogonal to the scaling orbit (tangent ``w``)."""
+        return True
+
     def project(self, params: Params) -> Point:
         w = self.check_params(params).reshape(-1)
         s, _ = normalize(w, "the scale-invariant weight vector")

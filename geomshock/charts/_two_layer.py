@@ -102,6 +102,11 @@ class TwoLayerReLUChart(AbstractPermutableChart):
     def dim(self) -> int:
         return self.width * (self.in_dim + 1) + 1
 
+    @property
+    def horizontal_gauge(self) -> bool:
+        """True: the balanced gauge ``|a_j| = ‖u_j‖`` is the minimum-norm one."""
+        return True
+
     def project(self, params: Params) -> Point:
         p = self.check_params(params)
         s, r = normalize(p["u"], "a hidden unit's weight vector u_j (dead unit)")

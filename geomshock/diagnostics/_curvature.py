@@ -7,15 +7,24 @@ Quotient curvature lives on the chart ``(M, g)`` of :mod:`geomshock.charts`:
 operator). Raw curvature is the same for the Euclidean Hessian of the
 flattened parameters, the baseline of the paper's Sec. 6.
 
-Two methods:
+Two methods (lanczos in two forms):
 
 - ``"dense"`` forms ``g``, ``Γ`` and the Hessian (``dim`` forward passes each)
   and solves the pencil through the Cholesky factor ``g = L Lᵀ``:
   ``eigh(L^{-1} H_cov L^{-T})``.
-- ``"lanczos"`` is Hessian-free: Hessian-vector products (jvp of grad), the
-  Christoffel term ``Γ_kij v^j w^k`` from two jvps and a vjp of ``q ↦ g(q) v``
-  (never the ``dim³`` tensor), ``g^{-1}`` by a lineax CG solve with the
-  chart's matrix-free ``metric_operator``. The Krylov space of the
+- ``"lanczos"`` for a chart with a horizontal gauge (``chart.horizontal_gauge``:
+  the balanced gauge of rescalings, unit spheres, products and canonical
+  orderings of those): the quotient is isometric to the section's image ``B``
+  with the metric it inherits from the parameters (``T B = H``), so the
+  covariant Hessian is the Riemannian Hessian of that submanifold,
+  ``v ↦ P_H(∇²loss v + (D_v P_H)∇loss)`` on ``H`` with ``g = I``: matfree's
+  Lanczos on Hessian-vector products of the loss at ``σ(q)`` and horizontal
+  projections, no metric solve (the Weingarten term ``(D_v P_H)∇loss`` is zero
+  for an invariant loss and exact for any other).
+- ``"lanczos"`` for any other chart is Hessian-free: Hessian-vector products
+  (jvp of grad), the Christoffel term ``Γ_kij v^j w^k`` from two jvps and a
+  vjp of ``q ↦ g(q) v`` (never the ``dim³`` tensor), ``g^{-1}`` by a lineax CG
+  solve with the chart's matrix-free ``metric_operator``. The Krylov space of the
   g-self-adjoint operator ``g^{-1} H_cov`` is built by matfree's Arnoldi
   iteration (``matfree.decomp.hessenberg``, full reorthogonalisation), and
   the pencil ``(H_cov, g)`` is projected onto it (Rayleigh–Ritz: a
@@ -37,6 +46,7 @@ import matfree.stochtrace
 from jax.flatten_util import ravel_pytree
 
 from .._checks import callable_arg, finite_tree, per_dtype, positive_int
+from ..charts._action import _flat_orbit, _gram_coefficients
 from ..geometry import christoffel
 from ..geometry._metric import cholesky
 
@@ -192,18 +202,23 @@ def quotient_curvature(
             autodiff passes and ``O(dim³)`` flops), ``"lanczos"``
             (Hessian-free, see the module docstring) or ``None``: dense for
             ``chart.dim ≤ 200``, else lanczos.
-        num_lanczos: Krylov depth for lanczos (default ``min(dim, 40)``). Cost:
-            ``k`` covariant Hessian-vector products (each a Hessian-vector
-            product of ``U`` and a jvp/vjp of the metric operator) and ``k`` CG
-            solves with the metric, then ``k`` more of each product for the
-            Rayleigh–Ritz step.
+        num_lanczos: Krylov depth for lanczos (default ``min(dim, 40)``). Cost
+            with a horizontal gauge: ``2k`` Hessian-vector products of the loss
+            at ``σ(q)`` (``k`` for Lanczos, ``k`` for the Rayleigh–Ritz step),
+            each with two horizontal projections and one product with the
+            linearised projector; otherwise ``2k`` covariant Hessian-vector
+            products (each a Hessian-vector product of ``U`` and a jvp/vjp of
+            the metric operator) and ``k`` CG solves with the metric.
         num_probes: lanczos only; ``None`` (default) computes the Laplacian
-            exactly with ``dim`` products and solves (``jax.lax.map``),
+            exactly with ``dim`` products and solves (``jax.lax.map``; with a
+            horizontal gauge ``D`` products, no solve, ``D`` the number of
+            parameters),
             an integer uses matfree's stochastic trace estimator with that many
             Rademacher probes instead.
         key: PRNG key for the Lanczos start vector and the probes (default
             ``PRNGKey(0)``).
-        solver: lineax solver for ``g^{-1}`` (default CG with ``rtol = atol =
+        solver: lineax solver for ``g^{-1}``, used only when the gauge is not
+            horizontal (default CG with ``rtol = atol =
             1e-12`` in float64, ``1e-6`` in float32, Jacobi-preconditioned by
             the metric's diagonal, estimated from 40 Rademacher probes when the
             chart has a ``metric_operator``).
@@ -235,6 +250,8 @@ def quotient_curvature(
     if method == "dense":
         return _quotient_dense(potential, chart, q)
     k = _krylov_depth(num_lanczos, chart.dim)
+    if chart.horizontal_gauge:
+        return _quotient_horizontal(loss, chart, q, k, num_probes, key)
     return _quotient_lanczos(potential, chart, q, k, num_probes, key, solver)
 
 
@@ -344,6 +361,62 @@ def _quotient_lanczos(potential, chart, q, k, num_probes, key, solver) -> dict:
     return _result(laplacian, vals, vecs)
 
 
+def _horizontal_operators(loss, chart, q):
+    """For a horizontal gauge (``chart.horizontal_gauge``): the covariant
+    Hessian on ``H`` as a symmetric operator on flat parameter vectors, the
+    projector ``P_H``, and the lifted point ``σ(q)`` flattened with its unravel.
+
+    On the section's image ``B``, whose tangent space is ``H``, the quotient
+    metric is the induced Euclidean one and the covariant Hessian is the
+    Riemannian Hessian of the submanifold, ``v ↦ P_H(∇²loss v + (D_v P_H)∇loss)``
+    for ``v ∈ H`` (zero on orbit directions): no metric, no solve. With
+    ``P_H = I − T G⁻¹ Tᵀ`` (``T`` the orbit tangents, ``G = TᵀT``) and
+    ``P_H T = 0`` the second term (the Weingarten map) is
+    ``−P_H (D_v T) α``, ``α = G⁻¹ Tᵀ ∇loss`` the orbit coefficients of the
+    gradient: zero for an invariant loss (its gradient is horizontal), one jvp
+    of ``x ↦ T(x) α`` for any other (e.g. with weight decay)."""
+    point = chart.lift(q)
+    flat, unravel = ravel_pytree(point)
+    action = chart.action
+
+    def f(x):
+        return loss(unravel(x))
+
+    hvp = _hvp(f, flat)
+    if action.algebra_dim == 0:  # no symmetry: every direction is horizontal
+        return hvp, lambda w: w, flat, unravel
+    coefficients, t_mv = _gram_coefficients(action, point)
+    alpha = coefficients(jax.grad(f)(flat))
+
+    def orbit_field(x):  # x ↦ T(x) α
+        flat_orbit, xi0 = _flat_orbit(action, unravel(x))
+        return jax.jvp(flat_orbit, (xi0,), (alpha,))[1]
+
+    _, d_orbit_field = jax.linearize(orbit_field, flat)
+
+    def project(w):
+        return w - t_mv(coefficients(w))
+
+    def hessian(v):
+        v = project(v)
+        return project(hvp(v) - d_orbit_field(v))
+
+    return hessian, project, flat, unravel
+
+
+def _quotient_horizontal(loss, chart, q, k, num_probes, key) -> dict:
+    """Plain Lanczos on :func:`_horizontal_operators` (``g = I`` on ``H``)."""
+    hessian, project, flat, unravel = _horizontal_operators(loss, chart, q)
+    key, v0 = _start(key, flat)
+    vals, vecs = _lanczos_ritz(hessian, project(v0), k, project)
+
+    def to_chart(u):  # unit u ∈ H ↦ ξ = Dπ u: Dσ ξ = u, so ξᵀ g ξ = |u|² = 1
+        return jax.jvp(lambda x: chart.project(unravel(x)), (flat,), (u,))[1]
+
+    laplacian = _trace(hessian, flat, num_probes, key)
+    return _result(laplacian, vals, to_chart(vecs[0])[None])
+
+
 # --- raw curvature -------------------------------------------------------------------
 
 
@@ -400,12 +473,17 @@ def raw_curvature(
     return _result(_trace(hvp, flat, num_probes, key), vals, vecs)
 
 
-def _lanczos_ritz(hvp, v0, k):
+def _lanczos_ritz(hvp, v0, k, subspace=None):
     """Ritz pairs of a symmetric operator on its Krylov space from ``v0``:
     matfree's Lanczos, then Rayleigh–Ritz on the basis (not matfree's
     tridiagonal matrix, which is wrong once the basis loses orthogonality
-    after a breakdown). Ascending values, unit vectors as rows."""
+    after a breakdown). Ascending values, unit vectors as rows. ``subspace``
+    (a projector) confines the basis to an invariant subspace first: after a
+    breakdown matfree continues with rounding noise, which need not lie in it
+    (its directions then drop out as lost, not as Ritz values 0)."""
     tridiag = matfree.decomp.tridiag_sym(k, custom_vjp=False)
     basis = tridiag(hvp, v0)[0]
+    if subspace is not None:
+        basis = jax.vmap(subspace)(basis)
     vals, vecs = _krylov_ritz(basis @ jax.vmap(hvp)(basis).T, basis @ basis.T)
     return vals, vecs @ basis

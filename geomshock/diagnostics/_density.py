@@ -20,6 +20,11 @@ the lift (``g = JᵀJ``) and a Rademacher ``ε`` in parameter space,
 ``B`` from ``x`` is built by matfree's Arnoldi iteration and the pencil
 ``(H_cov, g)`` projected onto it (as in :func:`quotient_curvature`); the
 weights are ``τ_j = (v_jᵀ z)²`` for the g-normalised Ritz vectors ``v_j``.
+For a chart with a horizontal gauge (``chart.horizontal_gauge``) ``B`` is the
+symmetric covariant Hessian on the horizontal space ``H`` (``g = I`` there, see
+:func:`~geomshock.diagnostics.quotient_curvature`): the starts are
+``z = P_H ε`` (``E zzᵀ = P_H``, the identity on ``H``) and the Krylov space is
+matfree's Lanczos, as for the raw Hessian, with no metric solve.
 """
 
 from collections.abc import Callable
@@ -39,6 +44,7 @@ from ._curvature import (
     _covariant_operators,
     _dense_pencil,
     _generalized_eigh,
+    _horizontal_operators,
     _hvp,
     _krylov_depth,
     _lanczos_ritz,
@@ -130,8 +136,9 @@ def spectral_density(
         method: ``"dense"`` (eigendecomposition), ``"slq"`` (matrix-free) or
             None: dense for ``n ≤ 200``.
         num_probes: SLQ probes ``P``; cost ``P (k + k)`` (covariant)
-            Hessian-vector products, and with a chart ``P (k + 1)`` metric CG
-            solves and ``P`` horizontal projections.
+            Hessian-vector products, and with a chart whose gauge is not
+            horizontal ``P (k + 1)`` metric CG solves and ``P`` horizontal
+            projections (a horizontal gauge needs no solve).
         num_lanczos: Krylov depth ``k`` (default ``min(n, 40)``).
         key: PRNG key for the probes (default ``PRNGKey(0)``).
         solver: lineax solver for ``g^{-1}`` (as in :func:`quotient_curvature`).
@@ -192,15 +199,22 @@ def _raw(loss, params, method, num_probes, num_lanczos, key):
         # does not depend on them (jit would drop it as dead code)
         return _dense_result(tie(jnp.linalg.eigvalsh(0.5 * (hess + hess.T)), flat))
     k = _krylov_depth(num_lanczos, n)
-    hvp = _hvp(f, flat)
+    nodes, tau = _slq(_hvp(f, flat), None, flat, num_probes, k, key)
+    return tie(nodes, flat), tau / (num_probes * n)
+
+
+def _slq(matvec, subspace, flat, num_probes, k, key):
+    """Lanczos nodes and unnormalised weights ``τ = (vᵀz)²`` from the starts
+    ``z = subspace(ε)`` (a projector, or None for all of ``R^n``), ``ε``
+    matfree's Rademacher probes shaped like ``flat``."""
     probes = matfree.stochtrace.sampler_signs(flat, num=num_probes)(key)
 
     def one(eps):
-        vals, vecs = _lanczos_ritz(hvp, eps, k)
-        return vals, (vecs @ eps) ** 2
+        z = eps if subspace is None else subspace(eps)
+        vals, vecs = _lanczos_ritz(matvec, z, k, subspace)
+        return vals, (vecs @ z) ** 2
 
-    nodes, tau = jax.vmap(one)(probes)
-    return tie(nodes, flat), tau / (num_probes * n)
+    return jax.vmap(one)(probes)
 
 
 def _quotient(loss, chart, params, method, num_probes, num_lanczos, key, solver):
@@ -214,6 +228,10 @@ def _quotient(loss, chart, params, method, num_probes, num_lanczos, key, solver)
         vals = _generalized_eigh(*_dense_pencil(potential, chart, q))[0]
         return _dense_result(tie(vals, q))
     k = _krylov_depth(num_lanczos, n)
+    if chart.horizontal_gauge:  # g = I on H: plain Lanczos from P_H ε
+        hessian, project, flat, _ = _horizontal_operators(loss, chart, q)
+        nodes, tau = _slq(hessian, project, flat, num_probes, k, key)
+        return tie(nodes, q), tau / (num_probes * n)
     h_cov, operator, solve = _covariant_operators(potential, chart, q, solver)
     flat, to_metric = _metric_probes(chart, q)
     probes = matfree.stochtrace.sampler_signs(flat, num=num_probes)(key)

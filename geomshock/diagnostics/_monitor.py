@@ -71,13 +71,18 @@ class Monitor(eqx.Module):
       eigensolves; raw: ``D`` HVPs (``jax.hessian``) and an ``O(D³)``
       eigensolve. Affordable for ``dim, D ≲ 200`` (the default picks dense
       there);
-    - ``method="lanczos"``: quotient ``2k + p`` covariant HVPs (each an HVP of
-      ``U`` plus a linearisation of the metric operator and its transpose) and
-      as many Jacobi-preconditioned CG solves with the chart's
-      ``metric_operator`` (measured: 146 metric products per solve on a ReLU
-      MLP of dim 12 353, after 40 for the diagonal estimate); raw ``2k + p``
-      HVPs. With the
-      defaults ``k = 20``, ``p = 8``: 48 + 48 HVPs and 48 CG solves.
+    - ``method="lanczos"``: raw ``2k + p`` HVPs. Quotient, for a chart with a
+      horizontal gauge (``chart.horizontal_gauge``: ReLU MLP/CNN, two-layer,
+      sphere charts, their products and canonical orderings) ``2k + p`` HVPs
+      of the loss at the gauge representative, each with two horizontal
+      projections (``O(D k_G)``, ``k_G`` the group dimension, after one
+      Cholesky factorisation of the ``k_G × k_G`` orbit Gram matrix): about
+      the raw cost. For other charts (attention, the Transformer block)
+      ``2k + p`` covariant HVPs (each an HVP of ``U`` plus a linearisation of
+      the metric operator and its transpose) and as many Jacobi-preconditioned
+      CG solves with the chart's ``metric_operator`` (measured: 146 metric
+      products per solve on a ReLU MLP of dim 12 353). With the defaults
+      ``k = 20``, ``p = 8``: 48 + 48 HVPs.
       ``num_probes=None`` computes the Laplacians exactly instead (``dim`` and
       ``D`` more products).
 

@@ -16,6 +16,7 @@ from geomshock.charts import (
     SphereChart,
     TransformerBlockChart,
     TwoLayerReLUChart,
+    orbit_tangents,
 )
 
 RUNTIME_ERRORS = (eqx.EquinoxRuntimeError, jax.errors.JaxRuntimeError)
@@ -80,9 +81,30 @@ def case(request):
                 ]
             ),
             "g": jax.vmap(chart.metric)(jnp.concatenate([q[None], q_moved[:1]])),
+            "section_vs_orbit": _section_vs_orbit(chart, q),
         }
 
     return request.param, chart, params, summary(params, x)
+
+
+def _section_vs_orbit(chart, q):
+    """``max |⟨ξ_a·σ, ∂_iσ⟩| / (‖ξ_a·σ‖ ‖∂_iσ‖)``: 0 iff the gauge is horizontal."""
+    jac = jax.jacfwd(lambda p: ravel_pytree(chart.lift(p))[0])(q)
+    tangents = orbit_tangents(chart.action, chart.lift(q))
+    cosines = (tangents / jnp.linalg.norm(tangents, axis=0)).T @ (
+        jac / jnp.linalg.norm(jac, axis=0)
+    )
+    return jnp.max(jnp.abs(cosines))
+
+
+def test_horizontal_gauge_flag_states_the_section(case):
+    # A chart that claims a horizontal gauge has a section tangent to the
+    # complement of the orbits; the others (attention's top-block gauge) do not.
+    name, chart, _, out = case
+    if chart.horizontal_gauge:
+        assert out["section_vs_orbit"] < 1e-12, name
+    else:
+        assert out["section_vs_orbit"] > 1e-3, name
 
 
 def test_dim_counts_parameters_minus_orbit(case):
@@ -155,6 +177,29 @@ def test_mlp_lift_derivative_and_loss_grad_match_central_differences():
     jvp, fd, grad, fd_loss = derivatives_and_differences()
     np.testing.assert_allclose(jvp, fd, atol=1e-8)
     np.testing.assert_allclose(grad, fd_loss, rtol=1e-8)
+
+
+def test_mlp_lift_second_derivatives_match_central_differences():
+    # Hessian-vector products of a loss that is not gauge invariant (it sees the orbit
+    # component of the lift's second derivative) against central differences
+    # of its exact gradient; one frozen-Hessian Newton step in ``balance`` had
+    # entries off by 6.7 of 6.5 here.
+    chart = ReLUMLPChart((2, 4, 3, 1))
+    q = chart.project(random_params(chart, 3))
+    loss = lambda p: sum(jnp.sum(x**4) for x in jax.tree_util.tree_leaves(p))
+    potential = lambda q: loss(chart.lift(q))
+    h = 1e-5
+
+    v = jax.random.normal(jax.random.PRNGKey(4), q.shape)
+
+    @jax.jit
+    def hvp_and_differences(q):
+        grad = jax.grad(potential)
+        fd = jax.vmap(grad)(jnp.stack([q + h * v, q - h * v]))
+        return jax.jvp(grad, (q,), (v,))[1], (fd[0] - fd[1]) / (2 * h)
+
+    hvp, fd = hvp_and_differences(q)
+    np.testing.assert_allclose(hvp, fd, atol=1e-6 * float(jnp.max(jnp.abs(fd))))
 
 
 def test_mlp_chart_agrees_with_two_layer_chart_metric():

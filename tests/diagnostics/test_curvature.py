@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from geomshock.charts import ReLUMLPChart, TwoLayerReLUChart
+from geomshock.charts import (
+    CanonicalOrderChart,
+    ProductChart,
+    ReLUMLPChart,
+    SphereChart,
+    TwoLayerReLUChart,
+)
 from geomshock.diagnostics import quotient_curvature, raw_curvature
+from geomshock.diagnostics._curvature import _quotient_lanczos
 
 from .._errors import RUNTIME_ERRORS, raises_eager_and_jit
 
@@ -108,17 +115,83 @@ def wide():
     return chart, params, loss, dense_jit(loss, chart)
 
 
-def test_lanczos_matches_dense_at_full_depth(wide):
+def test_metric_solve_lanczos_matches_dense_at_full_depth(wide):
+    # The form for charts whose gauge is not horizontal (attention's top
+    # block): Lanczos in the g inner product with CG solves of the metric, run
+    # here on a chart where the dense pencil is cheap.
     chart, params, loss, dense = wide
     dense = dense(params)
-    out = jax.jit(
-        lambda p: quotient_curvature(
-            loss, chart, p, method="lanczos", num_lanczos=chart.dim
+
+    @jax.jit
+    def out(p):
+        q = chart.project(p)
+        k = chart.dim
+        return _quotient_lanczos(
+            lambda q: loss(chart.lift(q)), chart, q, k, *[None] * 3
         )
-    )(params)
+
+    out = out(params)
     np.testing.assert_allclose(out["max_eig"], dense["max_eig"], rtol=1e-8)
     np.testing.assert_allclose(out["min_eig"], dense["min_eig"], rtol=1e-8)
     np.testing.assert_allclose(out["laplacian"], dense["laplacian"], rtol=1e-10)
+    g = np.asarray(chart.metric(chart.project(params)))
+    assert_same_vector(
+        np.asarray(out["min_eig_vector"]), np.asarray(dense["min_eig_vector"]), g
+    )
+
+
+def _wd(loss, rate):
+    """A loss that is not gauge invariant: weight decay (or a quartic) added."""
+    return lambda p: (
+        loss(p) + rate * sum(jnp.sum(x**2) for x in jax.tree_util.tree_leaves(p))
+    )
+
+
+def _horizontal_cases():
+    two = TwoLayerReLUChart(width=3, in_dim=2)
+    mlp = ReLUMLPChart((2, 2, 2, 1))
+    sphere = SphereChart((5,))
+    xb = jax.random.normal(jax.random.PRNGKey(2), (32, 5))
+    sphere_loss = lambda w: jnp.mean(jnp.tanh(sphere.apply(w, xb)) ** 3 * xb[:, 0])
+    product = ProductChart({"net": two, "w": sphere})
+    two_loss, mlp_loss = mse_loss(two, 2), mse_loss(mlp, 2, seed=2)
+    quartic = lambda p: (
+        mlp_loss(p) + 0.05 * sum(jnp.sum(x**4) for x in jax.tree_util.tree_leaves(p))
+    )
+    return {
+        "two-layer+wd": (two, random_params(two, 1), _wd(two_loss, 0.1)),
+        "mlp+quartic": (mlp, random_params(mlp, 3), quartic),
+        "sphere+linear": (
+            sphere,
+            random_params(sphere, 4),
+            lambda w: sphere_loss(w) + 0.3 * jnp.sum(w**2) + w[0],
+        ),
+        "product": (
+            product,
+            random_params(product, 5),
+            lambda p: two_loss(p["net"]) * sphere_loss(p["w"]),
+        ),
+        "sorted-two-layer": (CanonicalOrderChart(two), random_params(two, 6), two_loss),
+    }
+
+
+@pytest.mark.parametrize("name", list(_horizontal_cases()))
+def test_horizontal_lanczos_matches_dense(name):
+    # Horizontal gauges: plain Lanczos on P_H(∇²loss + (D·P_H)∇loss) on H, no
+    # metric solve, against the dense pencil (H_cov, g), for invariant losses
+    # and for losses that are not (the Weingarten term).
+    chart, params, loss = _horizontal_cases()[name]
+    assert chart.horizontal_gauge
+
+    @jax.jit
+    def both(p):
+        return quotient_curvature(loss, chart, p, method="dense"), quotient_curvature(
+            loss, chart, p, method="lanczos", num_lanczos=chart.dim
+        )
+
+    dense, out = both(params)
+    for key in ("laplacian", "max_eig", "min_eig"):
+        np.testing.assert_allclose(out[key], dense[key], rtol=1e-10, err_msg=key)
     g = np.asarray(chart.metric(chart.project(params)))
     assert_same_vector(
         np.asarray(out["min_eig_vector"]), np.asarray(dense["min_eig_vector"]), g
