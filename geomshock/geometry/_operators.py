@@ -157,7 +157,8 @@ def divergence(vector_field: VectorField, metric: MetricFn) -> ScalarField:
             )
         x, jac = value_and_jacobian(vector_field, q)
         at_q = point_metric(metric(q))
-        return jnp.trace(jac) + 0.5 * at_q.logdet_derivative(metric, q, x)
+        factors = at_q.inverse_factors()
+        return jnp.trace(jac) + 0.5 * at_q.logdet_derivative(metric, q, x, factors)
 
     return div
 
@@ -253,7 +254,7 @@ def laplace_beltrami(
     def lap(q):
         q = _prepare(metric, q, f)
         at_q = point_metric(metric(q))
-        v, w = at_q.inverse_factors()
+        v, w = factors = at_q.inverse_factors()
         slope, trace = _directional_derivatives(f, q, v, batch_size, hessian)
         x = v @ slope
         if w is not None:
@@ -263,8 +264,8 @@ def laplace_beltrami(
         metric_batch = batch_size or _metric_batch_size(metric, q)
         return (
             trace
-            - at_q.christoffel_trace(metric, q, x, metric_batch)
-            + 0.5 * at_q.logdet_derivative(metric, q, x)
+            - at_q.christoffel_trace(metric, q, x, factors, metric_batch)
+            + 0.5 * at_q.logdet_derivative(metric, q, x, factors)
         )
 
     return lap

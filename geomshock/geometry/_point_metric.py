@@ -127,22 +127,25 @@ class AbstractPointMetric(eqx.Module):
         v, w = self.inverse_factors()
         return v @ v.T if w is None else v @ v.T - w @ w.T
 
-    def christoffel_trace(self, metric, q: Array, x: Array, batch_size) -> Array:
+    def christoffel_trace(
+        self, metric, q: Array, x: Array, factors, batch_size
+    ) -> Array:
         r"""``tr(g^{-1} J)`` with ``J = ∂(g(p) x)/∂p`` at ``p = q`` and ``x`` fixed,
         i.e. ``g^{ij} ∂_i g_{jl} x^l``: ``Σ_k v_k·J v_k − Σ_j w_j·J w_j``, one
-        JVP of ``p ↦ g(p) x`` per column of ``V`` and ``W``."""
+        JVP of ``p ↦ g(p) x`` per column of ``V`` and ``W``; ``factors`` is
+        :meth:`inverse_factors`, computed once by the caller."""
 
         def along(direction):
             tangent = jax.jvp(lambda p: apply_metric(metric(p), x), (q,), (direction,))
             return direction @ tangent[1]
 
-        v, w = self.inverse_factors()
+        v, w = factors
         total = jnp.sum(map_directions(along, v.T, batch_size))
         if w is not None:
             total = total - jnp.sum(map_directions(along, w.T, batch_size))
         return total
 
-    def logdet_derivative(self, metric, q: Array, x: Array) -> Array:
+    def logdet_derivative(self, metric, q: Array, x: Array, factors) -> Array:
         r"""``D_x log det g = tr(g^{-1} D_x g)``: one JVP of ``log det g(p)``."""
         return jax.jvp(
             lambda p: point_metric(metric(p), check=False).logdet(), (q,), (x,)
@@ -167,11 +170,11 @@ class DenseMetric(AbstractPointMetric):
     def logdet(self):
         return 2.0 * jnp.sum(jnp.log(jnp.diagonal(self.chol)))
 
-    def logdet_derivative(self, metric, q, x):
+    def logdet_derivative(self, metric, q, x, factors):
         # tr(g^{-1} Ġ) = Σ_k v_k·Ġ v_k reuses the factor instead of
         # differentiating a second Cholesky factorisation.
         g_dot = jax.jvp(lambda p: metric_matrix(metric(p)), (q,), (x,))[1]
-        v, _ = self.inverse_factors()
+        v, _ = factors
         return jnp.sum(v * (g_dot @ v))
 
 
@@ -191,7 +194,7 @@ class ScaledIdentityMetric(AbstractPointMetric):
     def logdet(self):
         return self.dim * jnp.log(self.scale)
 
-    def christoffel_trace(self, metric, q, x, batch_size):
+    def christoffel_trace(self, metric, q, x, factors, batch_size):
         # J = x ∇cᵀ, so tr(g^{-1} J) = D_x c / c: one JVP instead of n.
         d_scale = jax.jvp(
             lambda p: point_metric(metric(p), check=False).scale, (q,), (x,)
