@@ -10,8 +10,10 @@ The problem is Basdevant et al. (1986), ``u_t + u u_x = (0.01/π) u_xx`` on
 image, softmax weights over the nodes for every point at once. Columns:
 first call (compile + run), median, ns per pair, peak temporary memory of the
 compiled computation (XLA's ``memory_analysis``), and the largest difference
-between the two fields. ``--float32`` runs the same in float32 (x64 off) and
-reports the error against the float64 field.
+between the two fields; then the resident-memory growth of one call at the
+largest N, each method in its own subprocess (``VmHWM``). ``--float32``
+runs the same in float32 (x64 off) and reports the error against the float64
+field.
 
 Run: ``.venv/bin/python benchmarks/hopf_cole_scaling.py [--sizes 1024,2048]``.
 """
@@ -68,12 +70,51 @@ def measure(n: int, dtype):
     return rows
 
 
+def peak_rss(method: str, n: int) -> None:
+    """Print the resident-memory growth (GB) of one call, in this process."""
+    fn = {"geomshock": geomshock_field, "dense": dense_prototype}[method]
+    nodes = jnp.linspace(-1.0, 1.0, n, endpoint=False)
+    before = _high_water()
+    jax.block_until_ready(jax.jit(fn)(NU, T, nodes))
+    after = _high_water()
+    print(f"{(after - before) / 1e6:.3f} {after / 1e6:.3f}")  # kB -> GB
+
+
+def _high_water() -> int:
+    """Peak resident memory of this process in kB (Linux ``VmHWM``).
+
+    Not ``ru_maxrss``: that keeps the parent's peak across fork and exec.
+    """
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def rss_row(n: int) -> None:
+    cells = []
+    for method in ("geomshock", "dense"):
+        out = subprocess.run(
+            [sys.executable, __file__, "--rss", method, "--sizes", str(n)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        cells.append(f"{method} +{out[0]} GB (process peak {out[1]} GB)")
+    print(f"peak resident memory of one call at N = {n}: " + "; ".join(cells))
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1024,2048,4096,8192,16384")
     parser.add_argument("--float32", action="store_true")
+    parser.add_argument("--rss", choices=("geomshock", "dense"))
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.rss:
+        peak_rss(args.rss, sizes[0])
+        return
     dtype = jnp.float32 if args.float32 else jnp.float64
     print(
         f"Basdevant field at all N nodes, {jnp.dtype(dtype).name}, {jax.devices()[0]}"
@@ -93,6 +134,8 @@ def main():
             )
         if args.float32:  # error against the float64 field, from a subprocess
             np.save("/tmp/_hc_float32.npy", np.asarray(gs.out))
+    if not args.float32:
+        rss_row(max(sizes))
     if not args.float32 and 2048 in sizes:
         print("float32 (x64 off), N = 2048, error against the float64 field:")
         subprocess.run(

@@ -207,11 +207,19 @@ def _banded(nu, var, active, *, U_nodes, x2, grid, h, period):
         neg_tiles = jnp.tile(neg_tiles, shifts.shape[0])
         var = clipped_var(var, period, IMAGES)
     tiles, neg_tiles = tiles.reshape(-1, TILE), neg_tiles.reshape(-1, TILE)
+    # visited in groups (one period of images on the circle): a group none of
+    # whose tiles is needed is skipped whole, so the long tail of far tiles
+    # costs one check per group, not one per tile
+    group = count if period is not None else max(1, int(count**0.5))
+    groups = -(-tiles.shape[0] // group)
+    spare = groups * group - tiles.shape[0]  # all −inf tiles, never needed
+    tiles = jnp.concatenate([tiles, jnp.broadcast_to(tiles[-1:], (spare, TILE))])
+    neg_tiles = jnp.concatenate([neg_tiles, jnp.full((spare, TILE), -jnp.inf, dtype)])
     centre = 0.5 * (tiles[:, 0] + tiles[:, -1])
     radius = 0.5 * (tiles[:, -1] - tiles[:, 0])
     top = jax.lax.stop_gradient(jnp.max(neg_tiles, axis=1))
     var_k = jax.lax.stop_gradient(var)
-    margin = SKIP + jnp.log(float(tiles.size))
+    margin = SKIP + jnp.log(float(n * (tiles.shape[0] // count)))
     log_norm = -0.5 * jnp.log(2 * jnp.pi * var) + jnp.log(jnp.asarray(h, dtype))
     ends = jnp.array([0, 1, n - 2, n - 1]) if period is None else None
 
@@ -221,11 +229,16 @@ def _banded(nu, var, active, *, U_nodes, x2, grid, h, period):
         x = jax.lax.stop_gradient(xb[:, 0])
         gap = jnp.maximum(jnp.abs(x[:, None] - centre[None]) - radius[None], 0.0)
         bound = top[None] - 0.5 * gap**2 / var_k  # (points, tiles)
-        order = jnp.argsort(-jnp.max(bound, axis=0))
+        order = jnp.argsort(-jnp.max(bound, axis=0)).reshape(groups, group)
+
+        def needed(peak, tile_bound):
+            """Whether some active point may reach e^{−margin} of its peak."""
+            keep = tile_bound >= (peak - margin).reshape(
+                (-1,) + (1,) * (tile_bound.ndim - 1)
+            )
+            return _present_anywhere(active & jnp.any(keep))
 
         def visit(carry, j):
-            peak, total, moment = carry
-
             def run(peak, total, moment):
                 d = xb - tiles[j]
                 base = -0.5 * d**2 / var + neg_tiles[j]
@@ -236,8 +249,17 @@ def _banded(nu, var, active, *, U_nodes, x2, grid, h, period):
                 moment = moment * scale + jnp.sum(e * d, axis=1)
                 return new, total, moment
 
-            need = _present_anywhere(active & jnp.any(bound[:, j] >= peak - margin))
-            return jax.lax.cond(need, run, lambda *c: c, peak, total, moment), None
+            # checkpointed: under grad a step saves its carry, not its pairs
+            need = needed(carry[0], bound[:, j])
+            step = jax.checkpoint(run)
+            return jax.lax.cond(need, step, lambda *c: c, *carry), None
+
+        def visit_group(carry, js):
+            def run(*carry):
+                return jax.lax.scan(visit, carry, js)[0]
+
+            need = needed(carry[0], bound[:, js])
+            return jax.lax.cond(need, run, lambda *c: c, *carry), None
 
         size = xb.shape[0]
         init = (
@@ -245,7 +267,7 @@ def _banded(nu, var, active, *, U_nodes, x2, grid, h, period):
             jnp.zeros((size,), dtype),
             jnp.zeros((size,), dtype),
         )
-        (peak, total, moment), _ = jax.lax.scan(visit, init, order)
+        (peak, total, moment), _ = jax.lax.scan(visit_group, init, order)
         u = -nu * (jnp.log(total) + peak + log_norm)
         if ends is None:
             tails = jnp.zeros((size, 0, 2), dtype)
@@ -531,14 +553,33 @@ def local_entropy(
     Supports ``jit``, ``vmap`` over ``nu``, ``tau``, ``x`` and over ``U``'s
     closed-over parameters, and ``grad`` in ``x``, ``nu``, ``tau``.
 
-    Cost: one exponential per (point, node) pair on the line and, on the
-    circle, whenever the far images are provably negligible; otherwise the
-    image sum (two more) or the Fourier series (a few multiplications). A
-    ``vmap`` over ``nu``/``tau`` is a plain batch axis with no loop; on the
-    circle each representation runs only if some member needs it, so a sweep
-    whose members share a regime costs one field per member, and a mixed sweep
-    one field per member and per regime present. Float32 works: the Basdevant
-    slope below comes out within ~1e-7 relative in float32 on CPU.
+    Cost and memory: on a 1-D grid, one exponential per (point, node) pair
+    that matters. The points are taken in blocks of 128 and the nodes in tiles
+    of 256 (on the circle, tiles of the node images ``y + mP``, ``|m| ≤ 4``,
+    which covers the nearest image and the image sum alike); a tile is skipped
+    when no pair in it can reach ``e^{−40}`` of its point's largest term
+    divided by the number of pairs, so the result equals the dense sum to
+    rounding, the memory is a few blocks (``O(k + N)``, not ``O(kN)``), and
+    narrow kernels cost in proportion to their width. Wide kernels on the
+    circle (``ντ ≥ 0.14 P²``) use the separable Fourier form,
+    ``Σ_j w_j cos ω(x − y_j) = cos ωx·Σ_j w_j cos ωy_j + sin ωx·Σ_j w_j sin ωy_j``:
+    ``O(N + k)``. Small problems (``k N ≤ 32768`` pairs) and tensor-product
+    grids sum all pairs of a block of points at once. Measured for the
+    Basdevant field below at all N nodes (CPU, float64): 2.4–5 ns per pair,
+    1.9–3.5× less than the dense formulation, a few MB of temporary memory at
+    N = 16384 (``benchmarks/hopf_cole_scaling.py``). A ``vmap`` over
+    ``nu``/``tau`` is a plain batch axis with no loop: each representation
+    runs only if some member needs it (members that would take the nearest
+    image take the image sum where some member needs that), and a tile only
+    if a member taking that branch needs it, so a sweep costs about one field
+    of its widest kernel per member. The gradient of the summed field in
+    ``x`` gives the slope at every point in one reverse pass (the points are
+    independent), far cheaper than ``vmap`` of ``grad`` over single points.
+
+    Float32 works (on GPUs too: all in the log domain, no ``e^{−U/ν}``): the
+    Basdevant slope below comes out within ~1e-7 relative in float32 on CPU,
+    and the whole Basdevant field at N = 2048 within 4e-7 (absolute, for
+    ``|v| ≤ 1``) of the float64 one.
 
     Example:
         >>> import jax.numpy as jnp
