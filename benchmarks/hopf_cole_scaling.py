@@ -11,7 +11,10 @@ image, softmax weights over the nodes for every point at once. Columns:
 first call (compile + run), median, ns per pair, peak temporary memory of the
 compiled computation (XLA's ``memory_analysis``), and the largest difference
 between the two fields; then the resident-memory growth of one call at the
-largest N, each method in its own subprocess (``VmHWM``). ``--float32``
+largest N, each method in its own subprocess (``VmHWM``). Quote the
+latter: XLA's temporary size does not count buffers inside ``lax.cond``
+branches (it gave 1.4 MB for the earlier all-pairs geomshock code, whose call
+grew the process by 4.3 GB). ``--float32``
 runs the same in float32 (x64 off) and reports the error against the float64
 field.
 

@@ -565,9 +565,11 @@ def local_entropy(
     ``Σ_j w_j cos ω(x − y_j) = cos ωx·Σ_j w_j cos ωy_j + sin ωx·Σ_j w_j sin ωy_j``:
     ``O(N + k)``. Small problems (``k N ≤ 32768`` pairs) and tensor-product
     grids sum all pairs of a block of points at once. Measured for the
-    Basdevant field below at all N nodes (CPU, float64): 2.4–5 ns per pair,
-    1.9–3.5× less than the dense formulation, a few MB of temporary memory at
-    N = 16384 (``benchmarks/hopf_cole_scaling.py``). A ``vmap`` over
+    Basdevant field below at all N nodes (2 shared CPU cores, float64):
+    3–7 ns per pair of the whole N², 1.1–2.3× less time than the dense
+    formulation, and at N = 16384 0.8–1.1 s and +0.14 GB resident memory,
+    compilation included (before this layout: 2.2 s and +4.3 GB);
+    ``benchmarks/hopf_cole_scaling.py``. A ``vmap`` over
     ``nu``/``tau`` is a plain batch axis with no loop: each representation
     runs only if some member needs it (members that would take the nearest
     image take the image sum where some member needs that), and a tile only
