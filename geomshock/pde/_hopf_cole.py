@@ -574,9 +574,10 @@ def local_entropy(
     runs only if some member needs it (members that would take the nearest
     image take the image sum where some member needs that), and a tile only
     if a member taking that branch needs it, so a sweep costs about one field
-    of its widest kernel per member. The gradient of the summed field in
-    ``x`` gives the slope at every point in one reverse pass (the points are
-    independent), far cheaper than ``vmap`` of ``grad`` over single points.
+    of its widest kernel per member. Reverse mode through the tiles
+    recomputes each visited tile (checkpointed), about 10× the forward cost:
+    for a slope field, ``vmap`` of ``grad`` over single points (each a small
+    all-pairs sum) measured 2.8× faster than ``grad`` of the summed field.
 
     Float32 works (on GPUs too: all in the log domain, no ``e^{−U/ν}``): the
     Basdevant slope below comes out within ~1e-7 relative in float32 on CPU,
