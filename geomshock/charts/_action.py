@@ -159,11 +159,10 @@ def horizontal_project_matrix(
     return vectors - tangents @ _vertical_coefficients(tangents, vectors)
 
 
-# Above this many entries ``D·k`` the orbit tangents are not materialised: the
-# projector applies ``T`` and ``Tᵀ`` by jvp/vjp and forms only the ``(k, k)``
-# Gram matrix, ``GRAM_BATCH`` generators at a time.
+# The projector never materialises the (D, k) orbit tangents: it applies T and
+# Tᵀ by jvp/vjp and forms the (k, k) Gram matrix from k such pairs, as many
+# generators at a time as keep a batch at this many entries (D × batch).
 _DENSE_TANGENTS_MAX = 2**22
-_GRAM_BATCH = 32
 
 
 def orbit_tangent_operator(
@@ -190,9 +189,10 @@ def default_projection_solver(algebra_dim: int) -> lx.AbstractLinearSolver:
 
     The Gram matrix is formed and factored once per point; each projection then
     costs one product with ``T`` and one with ``Tᵀ`` and two triangular solves.
-    Up to ``D·k = 2²²`` entries the tangents are materialised (``jax.jacfwd``),
-    above they are applied by jvp/vjp and the Gram matrix is built from ``k``
-    such pairs, 32 generators at a time: memory ``O(k² + 32 D)``. Pass
+    The tangents are applied by jvp/vjp of the action (``O(D)`` per product
+    for rescalings, never a ``(D, k)`` matrix) and the Gram matrix is built
+    from ``k`` such pairs, ``⌊2²²/D⌋`` generators at a time: memory
+    ``O(k² + 2²²)``. Pass
     ``lx.LSMR(...)`` for a fully matrix-free least-squares solve instead (no
     ``k × k`` matrix, many more products per projection).
     """
@@ -218,25 +218,21 @@ def _gram_coefficients(action: AbstractGroupAction, params: Params):
     size = jax.eval_shape(flat_orbit, xi0).shape[0]
     k = xi0.shape[0]
     # Products with T and Tᵀ replay the action's tangent (jvp) and its
-    # transpose: O(D) for rescalings, whose T is sparse (a materialised T
-    # costs O(D k) per product: 17 ms instead of ~0.1 ms at D = 12 545,
-    # k = 192). The Gram matrix comes from the materialised T while it is
-    # small, else from k such pairs.
+    # transpose, and the Gram matrix is built from k such pairs, a batch of
+    # generators at a time: O(D) per product and O(D k) for the Gram matrix
+    # for rescalings, whose T is sparse (a materialised T costs O(D k) per
+    # product and O(D k²) for TᵀT: 17 ms and ~0.5 s at D = 12 545, k = 192).
     _, t_mv = jax.linearize(flat_orbit, xi0)
     transpose = jax.linear_transpose(t_mv, xi0)
 
     def t_rmv(w):
         return transpose(w)[0]
 
-    if size * k <= _DENSE_TANGENTS_MAX:
-        tangents = jax.jacfwd(flat_orbit)(xi0)
-        gram = tangents.T @ tangents
-    else:
-        gram = jax.lax.map(
-            lambda e: t_rmv(t_mv(e)),
-            jnp.eye(k, dtype=xi0.dtype),
-            batch_size=_GRAM_BATCH,
-        )
+    gram = jax.lax.map(
+        lambda e: t_rmv(t_mv(e)),
+        jnp.eye(k, dtype=xi0.dtype),
+        batch_size=max(1, min(k, _DENSE_TANGENTS_MAX // max(size, 1))),
+    )
     norms = jnp.sqrt(jnp.maximum(jnp.diag(gram), 0.0))
     tiny = jnp.finfo(gram.dtype).tiny
     safe = jnp.where(norms > tiny, norms, 1.0)
@@ -374,7 +370,7 @@ def quotient_metric_operator(
     Per product: one ``jvp`` and one ``vjp`` of ``lift`` and one horizontal
     projection (:func:`horizontal_projection`; ``solver`` as there), after the
     ``(k, k)`` Gram matrix of the orbit tangents is formed and factored once
-    when the operator is built (for ``D·k > 2²²`` without materialising the
+    when the operator is built (without materialising the
     ``(D, k)`` tangents; nothing of size ``m × m`` is formed). Tagged symmetric
     positive semidefinite. Use for large charts (``m ~ 1e5``); with
     ``solver=lx.LSMR(...)`` not even the Gram matrix is formed.
