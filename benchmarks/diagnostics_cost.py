@@ -11,8 +11,10 @@ where dense and lanczos can both run, and a Transformer block
 (``gs.charts.TransformerBlockChart``). Training step: ``optax.adam`` on the
 mean-squared error, jitted. Monitor defaults: ``num_lanczos=20``,
 ``num_probes=8``. HVP counts follow from the algorithms (see ``hvp_count``;
-the quotient ones also cost a CG solve with the metric each, and dense adds
-the metric's autodiff derivatives); the training step is one gradient.
+for the ReLU MLPs, whose balanced gauge is horizontal, each quotient HVP adds
+two horizontal projections and no metric solve; the Transformer block's
+attention gauge is not horizontal and adds a CG solve with the metric per HVP;
+dense adds the metric's autodiff derivatives); the training step is one gradient.
 Times are medians after a warm-up call (first-call column: compile + run).
 
 Usage: ``python benchmarks/diagnostics_cost.py [--quick] [--cases=0,2]``
@@ -83,7 +85,7 @@ def hvp_count(method, dim, size, monitor):
     """Hessian-vector products per call (quotient + raw), from the algorithms:
     dense ``jax.hessian`` takes ``dim`` (quotient) and ``D`` (raw); lanczos
     takes ``2k + p`` each (``k`` Krylov steps, ``k`` for Rayleigh–Ritz, ``p``
-    Laplacian probes), the quotient ones covariant (plus a CG solve each)."""
+    Laplacian probes), the quotient ones covariant."""
     if method == "dense":
         return dim + size
     k = monitor.num_lanczos
