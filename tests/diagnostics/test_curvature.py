@@ -8,7 +8,6 @@ import pytest
 import scipy.linalg
 
 from geomshock.charts import (
-    CanonicalOrderChart,
     ProductChart,
     ReLUMLPChart,
     SphereChart,
@@ -171,7 +170,6 @@ def _horizontal_cases():
             random_params(product, 5),
             lambda p: two_loss(p["net"]) * sphere_loss(p["w"]),
         ),
-        "sorted-two-layer": (CanonicalOrderChart(two), random_params(two, 6), two_loss),
     }
 
 
