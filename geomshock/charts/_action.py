@@ -162,7 +162,7 @@ def horizontal_project_matrix(
 # The projector never materialises the (D, k) orbit tangents: it applies T and
 # Tᵀ by jvp/vjp and forms the (k, k) Gram matrix from k such pairs, as many
 # generators at a time as keep a batch at this many entries (D × batch).
-_DENSE_TANGENTS_MAX = 2**22
+_GRAM_BATCH_ENTRIES = 2**22
 
 
 def orbit_tangent_operator(
@@ -231,7 +231,7 @@ def _gram_coefficients(action: AbstractGroupAction, params: Params):
     gram = jax.lax.map(
         lambda e: t_rmv(t_mv(e)),
         jnp.eye(k, dtype=xi0.dtype),
-        batch_size=max(1, min(k, _DENSE_TANGENTS_MAX // max(size, 1))),
+        batch_size=max(1, min(k, _GRAM_BATCH_ENTRIES // max(size, 1))),
     )
     norms = jnp.sqrt(jnp.maximum(jnp.diag(gram), 0.0))
     tiny = jnp.finfo(gram.dtype).tiny

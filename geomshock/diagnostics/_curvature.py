@@ -205,10 +205,11 @@ def quotient_curvature(
         num_lanczos: Krylov depth for lanczos (default ``min(dim, 40)``). Cost
             with a horizontal gauge: ``2k`` Hessian-vector products of the loss
             at ``σ(q)`` (``k`` for Lanczos, ``k`` for the Rayleigh–Ritz step),
-            each with two horizontal projections and one product with the
-            linearised projector; otherwise ``2k`` covariant Hessian-vector
-            products (each a Hessian-vector product of ``U`` and a jvp/vjp of
-            the metric operator) and ``k`` CG solves with the metric.
+            each with two horizontal projections and one jvp of the orbit
+            field ``x ↦ T(x)α`` (the Weingarten term); otherwise ``2k``
+            covariant Hessian-vector products (each a Hessian-vector product
+            of ``U`` and a jvp/vjp of the metric operator) and ``k`` CG solves
+            with the metric.
         num_probes: lanczos only; ``None`` (default) computes the Laplacian
             exactly with ``dim`` products and solves (``jax.lax.map``; with a
             horizontal gauge ``D`` products, no solve, ``D`` the number of

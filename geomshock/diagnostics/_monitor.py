@@ -75,13 +75,16 @@ class Monitor(eqx.Module):
       horizontal gauge (``chart.horizontal_gauge``: ReLU MLP/CNN, two-layer,
       sphere charts, their products and canonical orderings) ``2k + p`` HVPs
       of the loss at the gauge representative, each with two horizontal
-      projections (``O(D k_G)``, ``k_G`` the group dimension, after one
-      Cholesky factorisation of the ``k_G × k_G`` orbit Gram matrix): about
-      the raw cost. For other charts (attention, the Transformer block)
-      ``2k + p`` covariant HVPs (each an HVP of ``U`` plus a linearisation of
-      the metric operator and its transpose) and as many Jacobi-preconditioned
-      CG solves with the chart's ``metric_operator`` (measured: 146 metric
-      products per solve on a ReLU MLP of dim 12 353). With the defaults
+      projections (a jvp and a vjp of the group action each, ``O(D)`` for
+      rescalings, after one Cholesky factorisation of the ``k_G × k_G``
+      orbit Gram matrix, ``k_G`` the group dimension): measured 0.19 s per
+      call at D = 12 545 and 0.97 s at D = 82 689, against 0.04 s for the
+      raw curvature alone at D = 12 545. For other charts (attention, the
+      Transformer block) ``2k + p`` covariant HVPs (each an HVP of ``U``
+      plus a linearisation of the metric operator and its transpose) and as
+      many Jacobi-preconditioned CG solves with the chart's
+      ``metric_operator`` (on the metric of a ReLU MLP of dim 12 353 such a
+      solve took 146 metric products). With the defaults
       ``k = 20``, ``p = 8``: 48 + 48 HVPs.
       ``num_probes=None`` computes the Laplacians exactly instead (``dim`` and
       ``D`` more products).
