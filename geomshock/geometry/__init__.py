@@ -27,3 +27,4 @@ from ._point_metric import (
     point_metric as point_metric,
     scaled_identity as scaled_identity,
 )
+from ._stochastic import stochastic_laplace_beltrami as stochastic_laplace_beltrami
