@@ -38,5 +38,6 @@ from .pde import (
     solve_heat as solve_heat,
     solve_hj as solve_hj,
 )
+from .sde import feynman_kac_local_entropy as feynman_kac_local_entropy
 
 __version__ = "0.1.0"

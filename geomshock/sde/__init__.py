@@ -7,6 +7,10 @@ from ._chart import (
     ProjectingChart as ProjectingChart,
     SectionChart as SectionChart,
 )
+from ._feynman_kac import (
+    feynman_kac_local_entropy as feynman_kac_local_entropy,
+    feynman_kac_value_and_grad as feynman_kac_value_and_grad,
+)
 from ._noise import (
     AbstractMinibatchNoise as AbstractMinibatchNoise,
     AllMinibatches as AllMinibatches,
