@@ -11,6 +11,7 @@ from . import (
     charts as charts,
     diagnostics as diagnostics,
     geometry as geometry,
+    parallel as parallel,
     pde as pde,
     sde as sde,
 )
@@ -23,6 +24,7 @@ from .geometry import (
     laplace_beltrami as laplace_beltrami,
     volume_density as volume_density,
 )
+from .parallel import sweep as sweep
 from .pde import (
     burgers_hopf_cole as burgers_hopf_cole,
     burgers_sweep as burgers_sweep,
