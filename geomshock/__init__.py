@@ -11,6 +11,7 @@ from . import (
     charts as charts,
     diagnostics as diagnostics,
     geometry as geometry,
+    optim as optim,
     parallel as parallel,
     pde as pde,
     sde as sde,
@@ -22,6 +23,7 @@ from .geometry import (
     gradient as gradient,
     inverse_metric as inverse_metric,
     laplace_beltrami as laplace_beltrami,
+    stochastic_laplace_beltrami as stochastic_laplace_beltrami,
     volume_density as volume_density,
 )
 from .parallel import sweep as sweep
@@ -40,6 +42,9 @@ from .pde import (
     solve_heat as solve_heat,
     solve_hj as solve_hj,
 )
-from .sde import feynman_kac_local_entropy as feynman_kac_local_entropy
+from .sde import (
+    feynman_kac_local_entropy as feynman_kac_local_entropy,
+    feynman_kac_value_and_grad as feynman_kac_value_and_grad,
+)
 
 __version__ = "0.1.0"
